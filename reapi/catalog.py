@@ -1,0 +1,69 @@
+"""Read-only snapshots of the operator's configuration, as the hot path sees them.
+
+The store loads these from the database into memory (see reapi.store.cache) and
+swaps in a new snapshot whenever an admin change bumps the config version, so a
+request never queries the database for its key, channel or price.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: int
+    name: str
+    type: str  # "openai" | "anthropic"
+    base_url: str  # e.g. "https://api.openai.com/v1" (no trailing slash)
+    api_key: str  # the upstream secret; never leaves the process
+    models: tuple[str, ...]
+    groups: tuple[str, ...]
+    priority: int = 0
+    weight: int = 1
+    model_map: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+    def upstream_model(self, public: str) -> str:
+        return self.model_map.get(public, public)
+
+
+@dataclass(frozen=True, slots=True)
+class LongContext:
+    threshold_tokens: int  # input tokens strictly above this bill at the multipliers
+    input_multiplier_milli: int  # 2x == 2000
+    output_multiplier_milli: int  # 1.5x == 1500
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A model's rate card. Rates are integer micro-USD per 1M tokens ($1.25/M == 1_250_000)."""
+
+    model: str
+    input_micro: int
+    output_micro: int
+    cached_input_micro: int | None = None  # cache reads; None: bill at input_micro
+    cache_write_micro: int | None = None  # cache writes; None: bill at input_micro
+    context_window: int = 128_000
+    max_output_tokens: int = 16_384
+    long_context: LongContext | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    rpm: int | None = None  # per account within the group
+    tpm: int | None = None
+    total_rpm: int | None = None  # whole group, all accounts together
+    total_tpm: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    account_id: int
+    name: str
+    groups: tuple[str, ...] | None  # None: any group
+    models: tuple[str, ...] | None  # None: any model
+    spend_limit_nano: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
