@@ -1,0 +1,3 @@
+from reapi.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""The in-memory catalog: keys, channels, prices and groups, reloaded on admin changes.
+
+Every admin write bumps meta.config_version in the same transaction. Each
+instance polls that one row (REAPI_CONFIG_POLL_MS, default 1 s) and reloads the
+whole catalog when it moved, so a revoked key or a new price reaches every
+instance within about a second while the hot path never queries the store for them.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from reapi.catalog import ApiKey, Channel, Group, LongContext, Price
+from reapi.store import schema
+
+log = logging.getLogger("reapi.store")
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _tuple_or_none(raw: str | None) -> tuple[str, ...] | None:
+    return None if raw is None else tuple(orjson.loads(raw))
+
+
+@dataclass
+class Snapshot:
+    version: int = -1
+    keys: dict[str, ApiKey] = field(default_factory=dict)  # by sha256 hex of the secret
+    prices: dict[str, Price] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    # (group, model) -> priority tiers, highest first; each tier a list of enabled channels.
+    pools: dict[tuple[str, str], list[list[Channel]]] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+
+    def served_models(self, groups: tuple[str, ...] | None) -> list[str]:
+        """Models with a price and at least one enabled channel in one of `groups` (None: any)."""
+        out = {m for (g, m) in self.pools if m in self.prices and (groups is None or g in groups)}
+        return sorted(out)
+
+
+async def load_snapshot(conn: AsyncConnection) -> Snapshot:
+    snap = Snapshot()
+    snap.version = (await conn.execute(
+        select(schema.meta.c.value).where(schema.meta.c.key == "config_version"))).scalar_one()
+    for r in (await conn.execute(select(schema.api_keys).where(schema.api_keys.c.revoked_at.is_(None)))).mappings():
+        snap.keys[r["key_hash"]] = ApiKey(
+            id=r["id"], account_id=r["account_id"], name=r["name"], groups=_tuple_or_none(r["groups"]),
+            models=_tuple_or_none(r["models"]), spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"])
+    for r in (await conn.execute(select(schema.models))).mappings():
+        lc = None
+        if r["lc_threshold_tokens"] is not None:
+            lc = LongContext(r["lc_threshold_tokens"], r["lc_input_milli"], r["lc_output_milli"])
+        snap.prices[r["name"]] = Price(
+            model=r["name"], input_micro=r["input_micro"], output_micro=r["output_micro"],
+            cached_input_micro=r["cached_input_micro"], cache_write_micro=r["cache_write_micro"],
+            context_window=r["context_window"], max_output_tokens=r["max_output_tokens"], long_context=lc)
+    snap.groups["default"] = Group("default")
+    for r in (await conn.execute(select(schema.groups))).mappings():
+        snap.groups[r["name"]] = Group(r["name"], r["rpm"], r["tpm"], r["total_rpm"], r["total_tpm"])
+    tiers: dict[tuple[str, str], dict[int, list[Channel]]] = {}
+    for r in (await conn.execute(select(schema.channels).order_by(schema.channels.c.id))).mappings():
+        ch = Channel(
+            id=r["id"], name=r["name"], type=r["type"], base_url=r["base_url"], api_key=r["api_key"],
+            models=tuple(orjson.loads(r["models"])), groups=tuple(orjson.loads(r["groups"])),
+            priority=r["priority"], weight=r["weight"], model_map=orjson.loads(r["model_map"]),
+            enabled=bool(r["enabled"]))
+        snap.channels[ch.id] = ch
+        if not ch.enabled or ch.weight <= 0:
+            continue
+        for g in ch.groups:
+            for m in ch.models:
+                tiers.setdefault((g, m), {}).setdefault(ch.priority, []).append(ch)
+    for pool_key, by_priority in tiers.items():
+        snap.pools[pool_key] = [by_priority[p] for p in sorted(by_priority, reverse=True)]
+    return snap
+
+
+async def bump_version(conn: AsyncConnection) -> None:
+    """Call inside the transaction of every admin change."""
+    await conn.execute(update(schema.meta).where(schema.meta.c.key == "config_version")
+                       .values(value=schema.meta.c.value + 1))
+
+
+class CatalogCache:
+    def __init__(self, engine: AsyncEngine, poll_ms: int = 1000) -> None:
+        self.engine = engine
+        self.poll_s = poll_ms / 1000
+        self.snapshot = Snapshot()
+        self._task: asyncio.Task | None = None
+
+    async def reload(self) -> None:
+        async with self.engine.connect() as conn:
+            self.snapshot = await load_snapshot(conn)
+
+    async def _current_version(self) -> int:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == "config_version"))).scalar_one()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                if await self._current_version() != self.snapshot.version:
+                    await self.reload()
+            except Exception:  # the store may be briefly unreachable; keep serving the last snapshot
+                log.exception("catalog reload failed; serving the previous snapshot")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,126 @@
+"""The tables. Amounts are BIGINT nano-USD, rates BIGINT micro-USD per 1M tokens,
+times BIGINT milliseconds since the epoch (portable across SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    # Available balance: credits minus settled charges minus outstanding holds. Never < 0.
+    Column("balance_nano", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 hex of the secret
+    Column("key_prefix", String(16), nullable=False),  # "sk-abcd" for humans, never enough to use
+    Column("groups", Text, nullable=True),  # JSON list; NULL = any group
+    Column("models", Text, nullable=True),  # JSON list; NULL = any model
+    Column("spend_limit_nano", BigInteger, nullable=True),
+    Column("spent_nano", BigInteger, nullable=False, default=0),  # settled charges + open holds
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+channels = Table(
+    "channels", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("base_url", Text, nullable=False),
+    Column("api_key", Text, nullable=False),
+    Column("models", Text, nullable=False),  # JSON list of public model names
+    Column("groups", Text, nullable=False),  # JSON list
+    Column("model_map", Text, nullable=False),  # JSON object public -> upstream
+    Column("priority", Integer, nullable=False, default=0),
+    Column("weight", Integer, nullable=False, default=1),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+models = Table(
+    "models", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("input_micro", BigInteger, nullable=False),
+    Column("output_micro", BigInteger, nullable=False),
+    Column("cached_input_micro", BigInteger, nullable=True),
+    Column("cache_write_micro", BigInteger, nullable=True),
+    Column("context_window", Integer, nullable=False),
+    Column("max_output_tokens", Integer, nullable=False),
+    Column("lc_threshold_tokens", Integer, nullable=True),
+    Column("lc_input_milli", Integer, nullable=True),
+    Column("lc_output_milli", Integer, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+groups = Table(
+    "groups", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("total_rpm", Integer, nullable=True),
+    Column("total_tpm", Integer, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# One row per chat request; written as 'pending' with its hold before the upstream
+# call, then settled ('ok'), released ('failed') or swept ('expired').
+usage = Table(
+    "usage", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("account_id", Integer, nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("group", String(200), nullable=False),
+    Column("channel_id", Integer, nullable=True),
+    Column("stream", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("hold_nano", BigInteger, nullable=False),
+    Column("cost_nano", BigInteger, nullable=False, default=0),
+    # What the upstream's usage said the call cost beyond what the balance could still pay.
+    Column("uncollected_nano", BigInteger, nullable=False, default=0),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("settled_at", BigInteger, nullable=True),
+    Index("ix_usage_account_created", "account_id", "created_at"),
+    Index("ix_usage_status_created", "status", "created_at"),
+)
+
+# Append-only: every change of an account's balance is one row here.
+ledger = Table(
+    "ledger", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # credit | hold | release | charge | adjustment
+    Column("amount_nano", BigInteger, nullable=False),  # signed
+    Column("request_id", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_ledger_account", "account_id", "id"),
+    Index("ix_ledger_request", "request_id"),
+)
+
+# Single-row counters; 'config_version' is bumped by every admin change so other
+# instances reload their in-memory catalog.
+meta = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
