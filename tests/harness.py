@@ -76,6 +76,7 @@ class Gateway:
         self.task: asyncio.Task | None = None
         self.url = ""
         self.http: aiohttp.ClientSession | None = None
+        self.clients: list = []
 
     async def start(self) -> "Gateway":
         await asyncio.to_thread(migrate, self.settings.database_url)
@@ -93,6 +94,8 @@ class Gateway:
         return self
 
     async def stop(self) -> None:
+        for c in self.clients:
+            await c.close()
         if self.http:
             await self.http.close()
         if self.server:
@@ -109,7 +112,7 @@ class Gateway:
 
     async def raw(self, method: str, path: str, *, json=None, data=None, headers=None):
         async with self.http.request(method, self.url + path, json=json, data=data, headers=headers or {}) as r:
-            return r.status, dict(r.headers), await r.read()
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
 
     async def setup(self, upstream: Upstream, *, model: str = "gpt-5.5", balance: str = "10.00",
                     price: dict | None = None, channel: dict | None = None, key: dict | None = None) -> dict:
@@ -131,7 +134,9 @@ class Gateway:
     def client(self, key: str, **kw):
         from openai import AsyncOpenAI
 
-        return AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
+        client = AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
+        self.clients.append(client)
+        return client
 
     async def balance(self, account_id: int) -> str:
         return (await self.admin("GET", f"/admin/accounts/{account_id}"))["balance_usd"]

@@ -16,8 +16,13 @@ def pick(tiers: list[list[Channel]], available: Callable[[int], bool] | None = N
         return None
     choose = (rng or random).choices
     for tier in tiers:
-        candidates = tier if available is None else [c for c in tier if available(c.id)]
-        if candidates:
-            return candidates[0] if len(candidates) == 1 else choose(candidates, [c.weight for c in candidates])[0]
+        candidates = list(tier)
+        while candidates:
+            # Ask `available` only about the channel we would use: asking may take a
+            # half-open channel's single probe slot.
+            ch = candidates[0] if len(candidates) == 1 else choose(candidates, [c.weight for c in candidates])[0]
+            if available is None or available(ch.id):
+                return ch
+            candidates.remove(ch)
     top = tiers[0]
     return top[0] if len(top) == 1 else choose(top, [c.weight for c in top])[0]

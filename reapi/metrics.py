@@ -1,0 +1,200 @@
+"""Prometheus metrics for the gateway, cheap enough for every request.
+
+Everything lives in the module-level ``REGISTRY`` (not prometheus_client's global default
+registry), exported by ``render()`` for ``GET /metrics``.
+
+Hot path cost: each labelled metric keeps a dict from the label tuple to its child, so a
+call does one dict lookup per metric family (one for the request counter, one for all the
+per-model series together) and the child's own increment; label resolution happens only
+the first time a label combination is seen. The number of distinct ``model`` values is
+capped at ``MAX_MODELS``; later newcomers are counted under ``model="other"`` so a flood
+of invented model names cannot grow the exposition without bound.
+
+Money: cost arrives as integer nano-USD and is summed as an integer; it becomes a float
+(USD) only when the exposition is rendered.
+
+Series:
+  reapi_requests_total{model,group,status}       counter, status = HTTP status code
+  reapi_upstream_latency_seconds{model}          histogram, whole upstream call
+  reapi_time_to_first_token_seconds{model}       histogram, streams
+  reapi_tokens_total{model,kind}                 counter, kind = prompt|completion
+  reapi_cost_usd_total{model}                    counter
+  reapi_holds_outstanding                        gauge
+  reapi_rate_limited_total{group,kind}           counter
+  reapi_channel_open{channel}                    gauge, 1 while the channel cools down
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("reapi.metrics")
+
+REGISTRY = CollectorRegistry()
+
+# 5 ms .. 120 s, roughly 1-2.5-5 steps.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                   20.0, 30.0, 60.0, 120.0)
+MAX_MODELS = 1000
+OTHER_MODEL = "other"
+
+REQUESTS = Counter("reapi_requests_total", "Requests answered, by model, group and HTTP status.",
+                   ("model", "group", "status"), registry=REGISTRY)
+UPSTREAM_LATENCY = Histogram("reapi_upstream_latency_seconds",
+                             "Duration of the whole upstream call.", ("model",),
+                             buckets=LATENCY_BUCKETS, registry=REGISTRY)
+TTFT = Histogram("reapi_time_to_first_token_seconds",
+                 "Time from sending the upstream request to the first streamed token.", ("model",),
+                 buckets=LATENCY_BUCKETS, registry=REGISTRY)
+TOKENS = Counter("reapi_tokens_total", "Tokens billed, by model and kind (prompt|completion).",
+                 ("model", "kind"), registry=REGISTRY)
+HOLDS = Gauge("reapi_holds_outstanding", "Balance holds currently open.", registry=REGISTRY)
+RATE_LIMITED = Counter("reapi_rate_limited_total", "Requests refused by a rate limit.",
+                       ("group", "kind"), registry=REGISTRY)
+
+_lock = threading.Lock()  # guards cache misses and the integer cost sums
+_models: set[str] = set()  # model labels admitted so far (at most MAX_MODELS)
+_req_children: dict[tuple[str, str, int], object] = {}
+# model -> (latency child, ttft child, prompt tokens child, completion tokens child, label)
+_model_children: dict[str, tuple] = {}
+_rl_children: dict[tuple[str, str], object] = {}
+_cost_nano: dict[str, int] = {}
+
+
+def _admit(model: str) -> str:
+    """The label to use for `model` (call under _lock)."""
+    if model in _models:
+        return model
+    if len(_models) < MAX_MODELS:
+        _models.add(model)
+        return model
+    return OTHER_MODEL
+
+
+def _per_model(model: str) -> tuple:
+    with _lock:
+        m = _admit(model)
+        ch = _model_children.get(m)
+        if ch is None:
+            ch = _model_children[m] = (UPSTREAM_LATENCY.labels(m), TTFT.labels(m),
+                                       TOKENS.labels(m, "prompt"), TOKENS.labels(m, "completion"), m)
+        return ch  # an overflow model is not cached under its own name, so the cap holds
+
+
+def _request_child(model: str, group: str, status: int):
+    with _lock:
+        key = (model, group, status)
+        ch = _req_children.get(key)
+        if ch is None:
+            m = _admit(model)
+            ch = REQUESTS.labels(m, group, str(status))
+            if m == model:
+                _req_children[key] = ch
+        return ch
+
+
+def observe_request(model: str, group: str, status: int, *, upstream_s: float | None = None,
+                    ttft_s: float | None = None, prompt_tokens: int = 0,
+                    completion_tokens: int = 0, cost_nano: int = 0) -> None:
+    """Record one finished request. ``cost_nano`` is the billed cost in integer nano-USD."""
+    ch = _req_children.get((model, group, status))
+    if ch is None:
+        ch = _request_child(model, group, status)
+    ch.inc()
+    if upstream_s is None and ttft_s is None and not prompt_tokens and not completion_tokens \
+            and not cost_nano:
+        return
+    mc = _model_children.get(model)
+    if mc is None:
+        mc = _per_model(model)
+    if upstream_s is not None:
+        mc[0].observe(upstream_s)
+    if ttft_s is not None:
+        mc[1].observe(ttft_s)
+    if prompt_tokens:
+        mc[2].inc(prompt_tokens)
+    if completion_tokens:
+        mc[3].inc(completion_tokens)
+    if cost_nano:
+        m = mc[4]
+        with _lock:
+            _cost_nano[m] = _cost_nano.get(m, 0) + cost_nano
+
+
+def hold_opened() -> None:
+    HOLDS.inc()
+
+
+def hold_closed() -> None:
+    HOLDS.dec()
+
+
+def rate_limited(group: str, kind: str) -> None:
+    ch = _rl_children.get((group, kind))
+    if ch is None:
+        with _lock:
+            ch = _rl_children.get((group, kind))
+            if ch is None:
+                ch = _rl_children[(group, kind)] = RATE_LIMITED.labels(group, kind)
+    ch.inc()
+
+
+class _CostCollector(Collector):
+    """reapi_cost_usd_total from the integer nano-USD sums, converted at scrape time."""
+
+    def describe(self) -> Iterable[Metric]:
+        return [CounterMetricFamily("reapi_cost_usd", "Billed cost in USD.", labels=("model",))]
+
+    def collect(self) -> Iterable[Metric]:
+        fam = CounterMetricFamily("reapi_cost_usd", "Billed cost in USD.", labels=("model",))
+        with _lock:
+            items = sorted(_cost_nano.items())
+        for model, nano in items:
+            fam.add_metric((model,), nano / 1_000_000_000)
+        return [fam]
+
+
+_health_provider: Callable[[], dict[int, dict]] | None = None
+
+
+class _ChannelCollector(Collector):
+    """reapi_channel_open from ChannelHealth.states(), read at scrape time."""
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("reapi_channel_open", "1 while the channel is in cool-down.",
+                                  labels=("channel",))]
+
+    def collect(self) -> Iterable[Metric]:
+        fam = GaugeMetricFamily("reapi_channel_open", "1 while the channel is in cool-down.",
+                                labels=("channel",))
+        fn = _health_provider
+        if fn is not None:
+            try:
+                states = fn()
+            except Exception:
+                log.exception("channel health provider failed; reapi_channel_open left empty")
+                states = {}
+            for cid in sorted(states):
+                fam.add_metric((str(cid),), 1.0 if states[cid].get("state") == "open" else 0.0)
+        return [fam]
+
+
+REGISTRY.register(_CostCollector())
+REGISTRY.register(_ChannelCollector())
+
+
+def set_health_provider(fn: Callable[[], dict[int, dict]] | None) -> None:
+    """Give the scrape a source of channel states, normally ``ChannelHealth.states``."""
+    global _health_provider
+    _health_provider = fn
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition for ``GET /metrics``: (body, Content-Type), Prometheus text 0.0.4."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_PLAIN_0_0_4

@@ -1,0 +1,168 @@
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from reapi import metrics
+from reapi.relay.health import ChannelHealth
+
+
+def scrape() -> dict[tuple[str, tuple], float]:
+    body, ctype = metrics.render()
+    assert ctype.startswith("text/plain; version=0.0.4")
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def val(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+@pytest.fixture
+def model():
+    return f"m-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(autouse=True)
+def _no_provider():
+    yield
+    metrics.set_health_provider(None)
+
+
+def test_requests_latency_tokens_and_cost(model):
+    metrics.observe_request(model, "default", 200, upstream_s=0.3, ttft_s=0.004,
+                            prompt_tokens=100, completion_tokens=20, cost_nano=1_500_000_000)
+    metrics.observe_request(model, "default", 200, upstream_s=7.0, ttft_s=0.2,
+                            prompt_tokens=50, completion_tokens=5, cost_nano=250)
+    metrics.observe_request(model, "default", 502, upstream_s=121.0)
+    metrics.observe_request(model, "pro", 429)
+    s = scrape()
+    assert val(s, "reapi_requests_total", model=model, group="default", status="200") == 2.0
+    assert val(s, "reapi_requests_total", model=model, group="default", status="502") == 1.0
+    assert val(s, "reapi_requests_total", model=model, group="pro", status="429") == 1.0
+    assert val(s, "reapi_requests_total", model=model, group="pro", status="200") is None
+
+    assert val(s, "reapi_upstream_latency_seconds_count", model=model) == 3.0
+    assert val(s, "reapi_upstream_latency_seconds_sum", model=model) == pytest.approx(128.3)
+    assert val(s, "reapi_upstream_latency_seconds_bucket", model=model, le="0.005") == 0.0
+    assert val(s, "reapi_upstream_latency_seconds_bucket", model=model, le="0.5") == 1.0
+    assert val(s, "reapi_upstream_latency_seconds_bucket", model=model, le="10.0") == 2.0
+    assert val(s, "reapi_upstream_latency_seconds_bucket", model=model, le="120.0") == 2.0
+    assert val(s, "reapi_upstream_latency_seconds_bucket", model=model, le="+Inf") == 3.0
+
+    assert val(s, "reapi_time_to_first_token_seconds_count", model=model) == 2.0
+    assert val(s, "reapi_time_to_first_token_seconds_bucket", model=model, le="0.005") == 1.0
+    assert val(s, "reapi_time_to_first_token_seconds_bucket", model=model, le="0.25") == 2.0
+
+    assert val(s, "reapi_tokens_total", model=model, kind="prompt") == 150.0
+    assert val(s, "reapi_tokens_total", model=model, kind="completion") == 25.0
+    assert val(s, "reapi_cost_usd_total", model=model) == 1.50000025
+
+
+def test_cost_is_summed_as_integer_nano(model):
+    for _ in range(1000):
+        metrics.observe_request(model, "default", 200, cost_nano=1)  # 1 nano-USD each
+    for _ in range(10):
+        metrics.observe_request(model, "default", 200, cost_nano=100_000_000)  # $0.1 each
+    s = scrape()
+    # float accumulation of 0.1 ten times would give 0.9999999999999999; integers give exactly 1.000001
+    assert val(s, "reapi_cost_usd_total", model=model) == 1.000001
+    assert metrics._cost_nano[model] == 1_000_001_000
+
+
+def test_only_status_does_not_create_per_model_series(model):
+    metrics.observe_request(model, "default", 401)
+    s = scrape()
+    assert val(s, "reapi_requests_total", model=model, group="default", status="401") == 1.0
+    assert val(s, "reapi_upstream_latency_seconds_count", model=model) is None
+    assert val(s, "reapi_cost_usd_total", model=model) is None
+
+
+def test_holds_gauge():
+    before = val(scrape(), "reapi_holds_outstanding")
+    metrics.hold_opened()
+    metrics.hold_opened()
+    metrics.hold_closed()
+    assert val(scrape(), "reapi_holds_outstanding") == before + 1.0
+    metrics.hold_closed()
+    assert val(scrape(), "reapi_holds_outstanding") == before
+
+
+def test_rate_limited():
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    metrics.rate_limited(group, "rpm")
+    metrics.rate_limited(group, "rpm")
+    metrics.rate_limited(group, "tpm")
+    s = scrape()
+    assert val(s, "reapi_rate_limited_total", group=group, kind="rpm") == 2.0
+    assert val(s, "reapi_rate_limited_total", group=group, kind="tpm") == 1.0
+
+
+def test_channel_open_from_health_states():
+    clock = [0.0]
+    h = ChannelHealth(failure_threshold=2, cooldown_s=10, clock=lambda: clock[0])
+    metrics.set_health_provider(h.states)
+    h.record_failure(11)
+    h.record_failure(11)
+    h.record_failure(12)
+    s = scrape()
+    assert val(s, "reapi_channel_open", channel="11") == 1.0
+    assert val(s, "reapi_channel_open", channel="12") == 0.0
+    clock[0] = 10.0  # cool-down over: half-open is not "in cool-down"
+    assert val(scrape(), "reapi_channel_open", channel="11") == 0.0
+
+
+def test_channel_open_without_provider_or_with_a_failing_one():
+    s = scrape()
+    assert not [k for k in s if k[0] == "reapi_channel_open"]
+
+    def broken():
+        raise RuntimeError("boom")
+
+    metrics.set_health_provider(broken)
+    s = scrape()  # the rest of the exposition still renders
+    assert not [k for k in s if k[0] == "reapi_channel_open"]
+    assert ("reapi_holds_outstanding", ()) in s
+
+
+def test_label_children_are_cached(model, monkeypatch):
+    metrics.observe_request(model, "default", 200, upstream_s=0.1, prompt_tokens=1, completion_tokens=1)
+    metrics.rate_limited("default", "rpm")
+
+    def no_labels(*a, **k):
+        raise AssertionError("label resolution on a cached hot path")
+
+    for m in (metrics.REQUESTS, metrics.UPSTREAM_LATENCY, metrics.TTFT, metrics.TOKENS, metrics.RATE_LIMITED):
+        monkeypatch.setattr(m, "labels", no_labels)
+    metrics.observe_request(model, "default", 200, upstream_s=0.2, prompt_tokens=2, completion_tokens=3,
+                            cost_nano=5)
+    metrics.rate_limited("default", "rpm")
+    monkeypatch.undo()
+    s = scrape()
+    assert val(s, "reapi_requests_total", model=model, group="default", status="200") == 2.0
+    assert val(s, "reapi_tokens_total", model=model, kind="completion") == 4.0
+
+
+def test_model_cardinality_is_capped(monkeypatch):
+    monkeypatch.setattr(metrics, "MAX_MODELS", len(metrics._models) + 1)
+    first, second, third = (f"cap-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    metrics.observe_request(first, "default", 404, prompt_tokens=1)
+    metrics.observe_request(second, "default", 404, prompt_tokens=2)
+    metrics.observe_request(third, "default", 404, prompt_tokens=3)
+    s = scrape()
+    assert val(s, "reapi_requests_total", model=first, group="default", status="404") == 1.0
+    assert val(s, "reapi_requests_total", model=second, group="default", status="404") is None
+    assert val(s, "reapi_requests_total", model=third, group="default", status="404") is None
+    assert val(s, "reapi_requests_total", model="other", group="default", status="404") >= 2.0
+    assert val(s, "reapi_tokens_total", model="other", kind="prompt") >= 5.0
+    assert second not in metrics._req_children and second not in metrics._model_children
+
+
+def test_registry_is_not_the_global_default():
+    from prometheus_client import REGISTRY as DEFAULT
+    assert metrics.REGISTRY is not DEFAULT
+    names = {m.name for m in DEFAULT.collect()}
+    assert not any(n.startswith("reapi_") for n in names)
