@@ -30,7 +30,9 @@ class Gateway:
         # SQLite has one writer at a time anyway; PostgreSQL takes a few batches in parallel.
         self.writer = BillingWriter(self.engine, writers=1 if is_sqlite(settings.database_url) else 4)
         self.limiter: Limiter = make_limiter(settings.redis_url)
-        self.health = ChannelHealth(redis_url=settings.redis_url)
+        self.health = ChannelHealth(redis_url=settings.redis_url, failure_threshold=settings.channel_failures,
+                                    cooldown_s=settings.channel_cooldown_s,
+                                    max_cooldown_s=max(300, settings.channel_cooldown_s))
         self.http: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task | None = None
 

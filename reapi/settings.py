@@ -39,6 +39,9 @@ class Settings:
     config_poll_ms: int = 1000
     # Smallest output a call must be able to pay for, beyond its prompt, to be admitted.
     min_output_tokens: int = 16
+    # Channel health: this many consecutive failures start a cool-down of this many seconds.
+    channel_failures: int = 3
+    channel_cooldown_s: int = 30
     log_level: str = "info"
 
     @classmethod
@@ -55,5 +58,7 @@ class Settings:
             max_request_seconds=_int(env, "REAPI_MAX_REQUEST_SECONDS", d.max_request_seconds),
             config_poll_ms=_int(env, "REAPI_CONFIG_POLL_MS", d.config_poll_ms),
             min_output_tokens=_int(env, "REAPI_MIN_OUTPUT_TOKENS", d.min_output_tokens),
+            channel_failures=_int(env, "REAPI_CHANNEL_FAILURES", d.channel_failures),
+            channel_cooldown_s=_int(env, "REAPI_CHANNEL_COOLDOWN_S", d.channel_cooldown_s),
             log_level=env.get("REAPI_LOG_LEVEL") or d.log_level,
         )

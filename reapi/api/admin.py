@@ -161,7 +161,9 @@ def build_admin(gw: Gateway) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query")]
+        # Drop the envelope ("body") and pydantic's union-branch tags ("str", "function-after[...]").
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query")
+               and not (isinstance(p, str) and (p in ("str", "int", "float", "bool") or "[" in p))]
         param = ".".join(loc) or None
         msg = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
         return Response(envelope(msg, "invalid_request_error", param, None), status_code=400,
