@@ -250,8 +250,12 @@ def upstream_failure(exc: BaseException) -> GatewayError:
 async def relay_once(call: Call, send: Send, receive: Receive) -> None:
     """Exactly one upstream POST: no retry here, ever (the SDKs retry 5xx safely, as failures cost nothing)."""
     channel, adapter = call.channel, call.adapter
-    req = adapter.build_request(channel, call.body, channel.upstream_model(call.model), stream=call.stream,
-                                max_tokens=call.send_cap)
+    try:
+        req = adapter.build_request(channel, call.body, channel.upstream_model(call.model), stream=call.stream,
+                                    max_tokens=call.send_cap)
+    except GatewayError as err:  # a parameter this provider cannot honour: nothing was sent, release
+        await finish_failed(call, err.code or "invalid_request")
+        raise
     gw = call.gw
     try:
         resp = await gw.http.post(req.url, data=req.body, headers=req.headers)
@@ -330,12 +334,12 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, rec
             if line[:5] != b"data:":
                 continue
             events = conv.feed(line[5:].strip())
-            if conv.finished:
-                break
             if events:
                 if ttft is None:
                     ttft = time.perf_counter() - call.started
                 await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+            if conv.finished:
+                break
     except GatewayError as exc:
         failure = exc
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:

@@ -730,6 +730,8 @@ class AnthropicStreamConverter:
 # ---------------------------------------------------------------- adapter
 
 class AnthropicAdapter:
+    requires_max_tokens = True  # Anthropic requires max_tokens: always send the cap billing decided
+
     def build_request(
         self, channel: Channel, body: dict, upstream_model: str, *, stream: bool, max_tokens: int | None
     ) -> UpstreamRequest:

@@ -1,0 +1,392 @@
+"""POST /v1/messages: Anthropic's Messages API, for Anthropic-SDK clients (Claude Code and the like).
+
+The body is Anthropic's, forwarded as is to an `anthropic` channel; only `model`
+(the channel's upstream name) and `max_tokens` (the cap billing decided) are
+rewritten. The money rules are the chat route's, with its functions
+(reapi.api.chat): resolve_model, limit_rules, place_hold, finish_ok, finish_failed.
+
+- Auth: `x-api-key: KEY` (wins when both are sent) or `Authorization: Bearer KEY`.
+  Group: the `x-reapi-group` header, else "default" (the body stays Anthropic's).
+- Routing: only channels of type "anthropic" serving the model in that group;
+  none -> 404 not_found_error.
+- Hold: prompt tokens are counted with reapi.billing.tokens (family "claude", i.e.
+  o200k + 30%) on an OpenAI-style view of the body (see `_openai_view`); the hold is
+  prompt + cap, cap = min(max_tokens, the model's max_output_tokens). When the
+  balance pays less, place_hold lowers the cap; whatever is sent upstream below
+  the client's max_tokens is announced in `x-reapi-output-cap`.
+- Upstream: `{base}/v1/messages` with the channel's x-api-key, the client's
+  anthropic-version (default 2023-06-01) and anthropic-beta.
+- Non-stream: the upstream JSON, `model` set back to the public name.
+  Stream: upstream events relayed one by one as they arrive, byte for byte
+  except `model` in message_start. Usage (input + cache read + cache creation =
+  prompt; output = completion) comes from message_start / message_delta; the
+  bill is settled once, before message_stop is passed on.
+- Upstream errors and broken streams: released, never charged. Client gone
+  mid-stream: upstream cancelled at once; charged for the prompt (upstream's
+  message_start count when it arrived, else ours) plus the tokens produced.
+- Errors use Anthropic's shape `{"type":"error","error":{"type","message"},"request_id"}`
+  (SSE `event: error` once a stream has started), with these types:
+  400 invalid_request_error, 401 authentication_error, 402 billing_error,
+  403 permission_error, 404 not_found_error, 413 request_too_large,
+  429 rate_limit_error, 503 overloaded_error, 504 timeout_error, other 5xx api_error.
+- Headers: x-request-id always; x-reapi-balance-usd once the hold is placed (also
+  on upstream errors); x-reapi-cost-usd on a non-stream success.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import orjson
+
+from reapi import metrics
+from reapi.api.chat import (SSE_HEADERS, Call, finish_failed, finish_ok, limit_rules, new_request_id, place_hold,
+                            rate_limit_error, resolve_model, upstream_failure)
+from reapi.api.http import (ClientGone, Receive, Send, bearer, header, headers_list, read_body, send_bytes)
+from reapi.billing import tokens
+from reapi.billing.money import format_usd
+from reapi.catalog import ApiKey
+from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
+from reapi.gateway import ADAPTERS, Gateway
+from reapi.relay.anthropic import ANTHROPIC_VERSION, _usage as anthropic_usage, error_from_anthropic, upstream_url
+from reapi.relay.base import Usage
+from reapi.relay.select import pick
+from reapi.store.cache import hash_key
+
+log = logging.getLogger("reapi.requests")
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               503: "overloaded_error", 504: "timeout_error"}
+_PARSED_EVENTS = frozenset({b"message_start", b"message_delta", b"message_stop", b"error", b""})
+
+
+def error_json(err: GatewayError, request_id: str) -> bytes:
+    kind = ERROR_TYPES.get(err.status) or ("api_error" if err.status >= 500 else "invalid_request_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": err.message}, "request_id": request_id})
+
+
+async def send_error(send: Send, call: Call, err: GatewayError) -> None:
+    await send_bytes(send, err.status, error_json(err, call.request_id),
+                     call.headers + headers_list(err.headers.items()))
+
+
+def authenticate(gw: Gateway, scope: dict) -> ApiKey:
+    raw = header(scope, b"x-api-key")
+    secret = raw.decode("latin-1").strip() if raw else bearer(scope)
+    key = gw.catalog.snapshot.keys.get(hash_key(secret)) if secret else None
+    if key is None:
+        raise GatewayError(401, "Invalid or missing API key: send it as 'x-api-key: sk-...' "
+                                "or 'Authorization: Bearer sk-...'.", code="invalid_api_key")
+    return key
+
+
+def validate(body: object) -> dict:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise bad_request("model: Field required (a non-empty string).", param="model")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise bad_request("messages: Field required (a non-empty array).", param="messages")
+    cap = body.get("max_tokens")
+    if type(cap) is not int or cap < 1:
+        raise bad_request("max_tokens: Field required (an integer >= 1).", param="max_tokens")
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise bad_request("stream: Input should be a valid boolean.", param="stream")
+    return body
+
+
+def _parts(content: object) -> object:
+    """Anthropic content blocks -> OpenAI-style parts that reapi.billing.tokens counts alike."""
+    if not isinstance(content, list):
+        return content  # a string (anything else counts as its JSON)
+    out: list = []
+    for b in content:
+        kind = b.get("type") if isinstance(b, dict) else None
+        source = b.get("source") if kind in ("image", "document") else None
+        if kind == "image":
+            out.append({"type": "image_url"})  # a fixed IMAGE_TOKENS, whatever its size
+        elif kind == "document" and isinstance(source, dict) and source.get("type") == "base64":
+            out.append({"type": "file", "file": {"file_data": source.get("data")}})  # by length
+        elif kind == "tool_use":
+            out += [b.get("name"), b.get("input")]  # the name, and the input as compact JSON
+        elif kind == "tool_result":
+            inner = _parts(b.get("content"))
+            out += inner if isinstance(inner, list) else [inner]
+        elif kind == "thinking":
+            out.append(b.get("thinking"))
+        else:
+            out.append(b)  # text blocks as text; anything else as its JSON
+    return out
+
+
+def _openai_view(body: dict) -> dict:
+    """The Anthropic body as the OpenAI chat body tokens.count_prompt knows: `system` becomes a
+    system message, each message keeps its role, its blocks map through `_parts`; tools and
+    tool_choice count as their JSON (plus the chat route's tool overhead)."""
+    messages = [{"role": "system", "content": _parts(body["system"])}] if body.get("system") else []
+    messages += [{"role": m.get("role"), "content": _parts(m.get("content"))} if isinstance(m, dict) else m
+                 for m in body["messages"]]
+    return {"messages": messages, "tools": body.get("tools"), "tool_choice": body.get("tool_choice")}
+
+
+async def admit(call: Call, scope: dict, receive: Receive) -> None:
+    gw = call.gw
+    call.key = key = authenticate(gw, scope)
+    raw = await read_body(scope, receive, gw.settings.max_body_bytes)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
+    call.body = validate(body)
+    call.model = model = body["model"]
+    group = header(scope, b"x-reapi-group")
+    call.group = group = group.decode("latin-1").strip() if group else "default"
+    call.stream = body.get("stream") is True
+    call.include_usage = False
+    call.price, tiers = resolve_model(gw, key, group, model)
+    tiers = [t for t in ([c for c in tier if c.type == "anthropic"] for tier in tiers) if t]
+    if not tiers:
+        raise GatewayError(404, f"The model '{model}' is not served by an Anthropic channel in group '{group}'; "
+                                "/v1/messages serves Claude models only (use /v1/chat/completions).",
+                           param="model", code="model_not_found")
+    call.channel = pick(tiers, gw.health.available)
+    call.adapter = ADAPTERS["anthropic"]
+    call.prompt_tokens = await tokens.count_prompt_async(_openai_view(body), "claude")
+    call.n = 1
+    call.cap = call.send_cap = min(body["max_tokens"], call.price.max_output_tokens)
+
+    call.rules = limit_rules(gw, key, group)
+    if call.rules:
+        call.admitted_tokens = call.prompt_tokens + call.cap
+        decision = await gw.limiter.admit(call.rules, call.admitted_tokens)
+        call.headers += headers_list(decision.headers.items())
+        if not decision.allowed:
+            metrics.rate_limited(group, decision.kind or "requests")
+            raise rate_limit_error(decision)
+    call.hold = await place_hold(call)  # may lower call.send_cap to what the balance pays
+    call.headers.append((b"x-reapi-balance-usd", format_usd(call.hold.balance_after).encode()))
+    if call.send_cap < body["max_tokens"]:
+        call.headers.append((b"x-reapi-output-cap", str(call.send_cap).encode()))
+
+
+async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
+    """One upstream POST (never retried), then the answer relayed; every path settles or releases."""
+    gw, channel = call.gw, call.channel
+    version = header(scope, b"anthropic-version")
+    headers = {"x-api-key": channel.api_key, "content-type": "application/json",
+               "anthropic-version": version.decode("latin-1") if version else ANTHROPIC_VERSION}
+    beta = header(scope, b"anthropic-beta")
+    if beta:
+        headers["anthropic-beta"] = beta.decode("latin-1")
+    body = {**call.body, "model": channel.upstream_model(call.model), "max_tokens": call.send_cap}
+    try:
+        resp = await gw.http.post(upstream_url(channel.base_url), data=orjson.dumps(body), headers=headers)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        gw.health.record_failure(channel.id)
+        err = upstream_failure(exc)
+        await finish_failed(call, err.code)
+        raise err from None
+    try:
+        if resp.status >= 300:
+            try:
+                raw = await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                raw = b""
+            if resp.status >= 500 or resp.status in (401, 403, 429):
+                gw.health.record_failure(channel.id)
+            err = call.adapter.map_error(resp.status, raw, channel)  # scrubbed; the channel's auth -> 502
+            await finish_failed(call, err.code or "upstream_error")
+            raise err
+        if call.stream:
+            await relay_events(call, resp, send, receive)
+        else:
+            await relay_message(call, resp, send)
+    finally:
+        resp.release()
+
+
+def _bad_response() -> GatewayError:
+    return GatewayError(502, "The upstream returned a malformed message. The call was not charged.",
+                        type="upstream_error", code="upstream_bad_response")
+
+
+async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send) -> None:
+    gw = call.gw
+    try:
+        raw = await resp.read()
+        msg = orjson.loads(raw)
+        if not isinstance(msg, dict):
+            raise _bad_response()
+        if msg.get("type") == "error":  # an error inside a 200: mapped like an HTTP error
+            e = msg["error"] if isinstance(msg.get("error"), dict) else {}
+            raise error_from_anthropic(500, e.get("type"), e.get("message"), call.channel)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, GatewayError) as exc:
+        gw.health.record_failure(call.channel.id)
+        err = exc if isinstance(exc, GatewayError) else (
+            _bad_response() if isinstance(exc, ValueError) else upstream_failure(exc))
+        await finish_failed(call, err.code or "upstream_error")
+        raise err from None
+    gw.health.record_success(call.channel.id)
+    if isinstance(msg.get("usage"), dict):
+        usage = anthropic_usage(msg["usage"])
+    else:
+        usage = Usage(call.prompt_tokens, tokens.count_completion(_produced(msg.get("content"))))
+    if msg.get("model") != call.model:
+        msg["model"] = call.model
+        raw = orjson.dumps(msg)
+    charged = await finish_ok(call, usage)
+    call.headers.append((b"x-reapi-cost-usd", format_usd(charged).encode()))
+    metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
+                            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                            cost_nano=charged)
+    await send_bytes(send, 200, raw, call.headers)
+
+
+def _produced(blocks: object) -> str:
+    """The text of content blocks or stream deltas: text, thinking and tool input JSON."""
+    out = []
+    for b in blocks if isinstance(blocks, list) else ():
+        if isinstance(b, dict):
+            text = b.get("text") or b.get("thinking") or b.get("partial_json")
+            out.append(text if isinstance(text, str) else orjson.dumps(b["input"]).decode() if "input" in b else "")
+    return "".join(out)
+
+
+def _delta(data: bytes) -> dict | None:
+    try:
+        return orjson.loads(data).get("delta")
+    except (ValueError, AttributeError):
+        return None
+
+
+def error_event(err: GatewayError, request_id: str) -> bytes:
+    return b"event: error\ndata: " + error_json(err, request_id) + b"\n\n"
+
+
+async def relay_events(call: Call, resp: aiohttp.ClientResponse, send: Send, receive: Receive) -> None:
+    gw = call.gw
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+        resp.close()  # cancel the upstream request at once: its socket closes now
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.headers})
+    call.streaming = True
+    ttft = None
+    started: dict = {}  # message_start's usage
+    usage: Usage | None = None  # set at message_delta (cumulative)
+    deltas: list[bytes] = []  # content_block_delta payloads, parsed only if the client leaves early
+    event = b""  # the current event's name
+    pending: list[bytes] = []  # the current event's lines
+    last = b""  # message_stop, held back until the bill is settled
+    failure: GatewayError | None = None
+    try:
+        async for line in resp.content:
+            if not line.strip():  # a blank line ends an event: pass it on now
+                if pending:
+                    pending.append(line)
+                    if event == b"message_stop":
+                        last = b"".join(pending)
+                        break
+                    if ttft is None:
+                        ttft = time.perf_counter() - call.started
+                    await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+                    pending, event = [], b""
+                continue
+            if line[:6] == b"event:":
+                event = line[6:].strip()
+            elif line[:5] == b"data:":
+                if event == b"content_block_delta":
+                    deltas.append(line[5:])
+                elif event in _PARSED_EVENTS:
+                    ev = orjson.loads(line[5:])
+                    kind = ev.get("type") if isinstance(ev, dict) else None
+                    event = event or (kind or "").encode()
+                    if kind == "message_start":
+                        msg = ev.get("message") or {}
+                        started = dict(msg.get("usage") or {})
+                        if msg.get("model") != call.model:
+                            msg["model"] = call.model
+                            line = b"data: " + orjson.dumps(ev) + b"\n"
+                    elif kind == "message_delta":
+                        usage = anthropic_usage({**started, **{k: v for k, v in (ev.get("usage") or {}).items()
+                                                               if v is not None}})
+                    elif kind == "content_block_delta":
+                        deltas.append(line[5:])
+                    elif kind == "error":
+                        err = ev.get("error") or {}  # mapped like an HTTP error: scrubbed, the channel's auth -> 502
+                        failure = error_from_anthropic(500, err.get("type"), err.get("message"), call.channel)
+                        break
+            pending.append(line)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        failure = _bad_response() if isinstance(exc, ValueError) else upstream_failure(exc)
+    finally:
+        watcher.cancel()
+
+    if gone.is_set():
+        # The client left: charge the prompt and what was produced so far (README "Billing").
+        if usage is None:
+            usage = anthropic_usage(started) if started else Usage(call.prompt_tokens)
+            usage.completion_tokens = tokens.count_completion(_produced([_delta(d) for d in deltas]))
+        charged = await finish_ok(call, usage, status="client_closed")
+        metrics.observe_request(call.model, call.group, 499, ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
+                                completion_tokens=usage.completion_tokens, cost_nano=charged)
+        return
+    if failure is None and usage is None:
+        failure = GatewayError(502, "The upstream stream ended early. The call was not charged.",
+                               type="upstream_error", code="upstream_stream_ended")
+    if failure is not None:
+        gw.health.record_failure(call.channel.id)
+        await finish_failed(call, failure.code or "upstream_error")
+        call.status = failure.status
+        metrics.observe_request(call.model, call.group, failure.status, ttft_s=ttft)
+        await send({"type": "http.response.body", "body": error_event(failure, call.request_id)})
+        return
+    gw.health.record_success(call.channel.id)
+    charged = await finish_ok(call, usage)  # settle before message_stop: once the client sees it, the books agree
+    metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
+                            ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
+                            completion_tokens=usage.completion_tokens, cost_nano=charged)
+    await send({"type": "http.response.body", "body": last or (b"".join(pending) + b"\n" if pending else b"")})
+
+
+async def messages(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None:
+    call = Call(gw, new_request_id())
+    if scope["path"].rstrip("/") != "/v1/messages":
+        return await send_error(send, call, GatewayError(404, f"Unknown route {scope['path']}.",
+                                                         code="unknown_url"))
+    if scope["method"] != "POST":
+        return await send_error(send, call, GatewayError(405, "Use POST for /v1/messages.",
+                                                         code="method_not_allowed"))
+    try:
+        await admit(call, scope, receive)
+    except GatewayError as err:
+        metrics.observe_request(getattr(call, "model", "") or "", getattr(call, "group", "") or "", err.status)
+        log.info("%s refused %d %s", call.request_id, err.status, err.code)
+        return await send_error(send, call, err)
+    except ClientGone:
+        return
+    except Exception:
+        log.exception("%s failed inside the gateway before the hold", call.request_id)
+        return await send_error(send, call, INTERNAL_ERROR)
+    # From here money is held: every path below settles or releases it.
+    try:
+        await relay(call, scope, send, receive)
+    except GatewayError as err:
+        metrics.observe_request(call.model, call.group, err.status)
+        log.warning("%s upstream channel=%d failed %d %s", call.request_id, call.channel.id, err.status, err.code)
+        await send_error(send, call, err)
+    except Exception:
+        log.exception("%s failed inside the gateway", call.request_id)
+        await finish_failed(call, "internal_error")
+        if call.streaming:
+            await send({"type": "http.response.body", "body": error_event(INTERNAL_ERROR, call.request_id)})
+        else:
+            await send_error(send, call, INTERNAL_ERROR)
