@@ -167,7 +167,8 @@ def test_lazy_init_is_thread_safe(monkeypatch):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
     assert len(builds) == 1
     assert len(seen) == 8 and all(e is seen[0] for e in seen)
 
@@ -183,7 +184,8 @@ def test_falls_back_to_tiktoken_when_backend_disagrees(monkeypatch, caplog):
             raise AssertionError("disagreeing backend used")
 
     monkeypatch.setattr(_bindings, "tokenizer_for_encoding", lambda name: WrongBackend())
-    monkeypatch.setattr(tokens, "load_o200k", lambda source=None: tokens.encoding())  # reuse, skip reload
+    enc = tokens.encoding()
+    monkeypatch.setattr(tokens, "load_o200k", lambda source=None: enc)  # reuse, skip the reload
     monkeypatch.setattr(tokens, "_state", None)
     assert tokens.counter_backend() == "tiktoken"
     assert "disagrees" in caplog.text
