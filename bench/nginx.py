@@ -1,0 +1,119 @@
+"""nginx configurations for the benchmark: the canned upstream and the proxy_pass floor (config B).
+
+The upstream answers under three prefixes, so each variant is just another
+channel base URL:
+  /fast/v1/chat/completions    a ~1 KB completion with usage, at once
+  /slow/v1/chat/completions    the same after 20 ms
+  /stream/v1/chat/completions  64 SSE chunks 20 ms apart, then usage and [DONE]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+STREAM_CHUNKS = 64
+PROMPT_TOKENS = 24
+COMPLETION_TOKENS = 180
+
+
+def completion() -> str:
+    text = ("The quick brown fox jumps over the lazy dog. " * 18).strip()
+    body = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1764200000, "model": "bench-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+                      "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def stream_events() -> list[str]:
+    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> str:
+        c = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1764200000, "model": "bench-model",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else []}
+        if usage is not None:
+            c["usage"] = usage
+        return "data: " + json.dumps(c, separators=(",", ":"))
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": f"tok{i} "}) for i in range(STREAM_CHUNKS)]
+    events.append(chunk({}, finish="stop"))
+    events.append(chunk({}, choices=False, usage={"prompt_tokens": PROMPT_TOKENS, "completion_tokens": STREAM_CHUNKS,
+                                                  "total_tokens": PROMPT_TOKENS + STREAM_CHUNKS}))
+    events.append("data: [DONE]")
+    return events
+
+
+def _quote(s: str) -> str:
+    assert "'" not in s and "$" not in s and "\\" not in s  # nginx would interpolate or unescape these
+    return "'" + s + "'"
+
+
+def _common(workdir: Path) -> str:
+    return f"""
+load_module {ECHO_MODULE};
+daemon off;
+worker_processes 1;
+pid {workdir}/PIDNAME.pid;
+error_log {workdir}/PIDNAME.error.log warn;
+events {{ worker_connections 8192; multi_accept on; }}
+"""
+
+
+def upstream_conf(workdir: Path, port: int) -> str:
+    body = _quote(completion())
+    lines = []
+    events = stream_events()
+    lines.append(f"echo {_quote(events[0])}; echo; echo_flush;")
+    for ev in events[1:STREAM_CHUNKS + 1]:
+        lines.append(f"echo_sleep 0.02; echo {_quote(ev)}; echo; echo_flush;")
+    for ev in events[STREAM_CHUNKS + 1:]:
+        lines.append(f"echo {_quote(ev)}; echo;")
+    stream = "\n            ".join(lines)
+    return _common(workdir).replace("PIDNAME", "upstream") + f"""
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_buffer_size 64k;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096 reuseport;
+        location = /fast/v1/chat/completions {{
+            default_type application/json;
+            echo_read_request_body;
+            echo -n {body};
+        }}
+        location = /slow/v1/chat/completions {{
+            default_type application/json;
+            echo_read_request_body;
+            echo_sleep 0.02;
+            echo -n {body};
+        }}
+        location = /stream/v1/chat/completions {{
+            default_type text/event-stream;
+            echo_read_request_body;
+            {stream}
+        }}
+    }}
+}}
+"""
+
+
+def proxy_conf(workdir: Path, port: int, upstream_port: int) -> str:
+    return _common(workdir).replace("PIDNAME", "proxy") + f"""
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 1024; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 32m;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""

@@ -1,0 +1,96 @@
+"""bench/RESULTS.md from the benchmark's JSON report."""
+from __future__ import annotations
+
+
+def _f(v, fmt: str = "{:.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def render(r: dict, names: dict[str, str]) -> str:
+    m = r["machine"]
+    a = r["args"]
+    out = [
+        "# Benchmark results", "",
+        f"- date: {m['date']}; commit: `{m['commit']}`",
+        f"- machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}",
+        f"- upstream: {r['setup'].get('upstream')}; server under test pinned to core 0, upstream, wrk and the stream "
+        "client on core 1 (PostgreSQL and Redis, for E, are not pinned)",
+        f"- {a['rounds']} interleaved rounds; each run {a['seconds']} s after a discarded {a['warmup']} s warm-up; "
+        "figures are medians over rounds; errors are summed",
+        f"- reapi workers: {a['workers']}", "",
+        "Configurations: " + "; ".join(f"**{k}** {v}" for k, v in names.items() if any(
+            k in per for per in r["wrk"].values())), "",
+        "## Requests (wrk)", "",
+        "| case | config | RPS | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 1k req | RSS MB | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case, per in r["wrk"].items():
+        base = per.get("A", {})
+        for name, row in per.items():
+            add50 = row["p50_ms"] - base["p50_ms"] if name != "A" and base else None
+            add99 = row["p99_ms"] - base["p99_ms"] if name != "A" and base else None
+            out.append(f"| {case} | {name} | {_f(row['rps'])} | {_f(row['p50_ms'], '{:.2f}')} | "
+                       f"{_f(row['p99_ms'], '{:.2f}')} | {_f(add50, '{:+.2f}')} | {_f(add99, '{:+.2f}')} | "
+                       f"{_f(row['cpu_s_per_1k'], '{:.3f}')} | {_f(row['rss_mb'], '{:.0f}')} | {row['errors']} |")
+    if r.get("streams"):
+        out += ["", "## Streams (64 chunks 20 ms apart, then usage and [DONE])", "",
+                "| streams | config | TTFT p50 ms | TTFT p99 ms | added TTFT p50 ms | max gap ms | stalls > 200 ms "
+                "| broken | RSS MB |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for n, per in r["streams"].items():
+            base = per.get("A", {})
+            for name, row in per.items():
+                add = row["ttft_p50_ms"] - base["ttft_p50_ms"] if name != "A" and base else None
+                out.append(f"| {n} | {name} | {_f(row['ttft_p50_ms'], '{:.2f}')} | {_f(row['ttft_p99_ms'], '{:.2f}')} "
+                           f"| {_f(add, '{:+.2f}')} | {_f(row['max_gap_ms'])} | {row['stalls']} | "
+                           f"{row['broken']} of {row['streams']} | {_f(row['rss_mb'])} |")
+    if r.get("soak"):
+        s = r["soak"]
+        out += ["", "## Soak (D, concurrency 64)", "",
+                f"- {s['requests']} requests in {s['seconds']} s, {s['errors']} errors",
+                f"- RSS {s['rss_after_warmup_mb']:.1f} MB after warm-up, {s['rss_end_mb']:.1f} MB at the end "
+                f"({s['rss_growth_pct']:+.1f}%); samples every 10 s: {s['rss_samples_mb']}",
+                f"- `reapi ledger verify` exit code {s['ledger_verify_rc']}: {' '.join(s['ledger_verify'])}"]
+    out += ["", "## Targets", "", *targets(r), ""]
+    return "\n".join(out) + "\n"
+
+
+def targets(r: dict) -> list[str]:
+    w = r["wrk"]
+    rows = []
+
+    def check(label: str, ok: bool, detail: str) -> None:
+        rows.append(f"- {'met' if ok else 'MISSED'}: {label}: {detail}")
+
+    c64 = w.get("fast@64", {})
+    if "C" in c64 and "D" in c64:
+        ratio = c64["D"]["rps"] / c64["C"]["rps"]
+        check("D >= 50% of C at concurrency 64", ratio >= 0.5, f"{ratio:.0%}")
+    if "C" in c64 and "E" in c64:
+        ratio = c64["E"]["rps"] / c64["C"]["rps"]
+        check("E >= 35% of C at concurrency 64", ratio >= 0.35, f"{ratio:.0%}")
+    c512 = w.get("fast@512", {})
+    if "D" in c512 and "D" in c64:
+        ratio = c512["D"]["rps"] / c64["D"]["rps"]
+        check("D at 512 >= 80% of D at 64, no errors", ratio >= 0.8 and c512["D"]["errors"] == 0,
+              f"{ratio:.0%}, {c512['D']['errors']} errors")
+    c1 = w.get("fast@1", {})
+    if "A" in c1 and "D" in c1:
+        a50 = c1["D"]["p50_ms"] - c1["A"]["p50_ms"]
+        a99 = c1["D"]["p99_ms"] - c1["A"]["p99_ms"]
+        check("concurrency 1 added latency <= +1 ms p50 and +2 ms p99", a50 <= 1 and a99 <= 2,
+              f"{a50:+.2f} ms p50, {a99:+.2f} ms p99")
+    s = r.get("streams") or {}
+    if "1" in s and "D" in s["1"] and "A" in s["1"]:
+        add = s["1"]["D"]["ttft_p50_ms"] - s["1"]["A"]["ttft_p50_ms"]
+        check("streaming TTFT <= +1 ms p50 over A", add <= 1, f"{add:+.2f} ms")
+    if "1000" in s and "D" in s["1000"]:
+        d = s["1000"]["D"]
+        check("1,000 concurrent streams: no stall, intact, RSS < 200 MB",
+              d["stalls"] == 0 and d["broken"] == 0 and (d["rss_mb"] or 0) < 200,
+              f"{d['stalls']} stalls, {d['broken']} broken, RSS {_f(d['rss_mb'])} MB")
+    if r.get("soak"):
+        so = r["soak"]
+        check("soak: RSS growth < 10%, no error, ledger verify green",
+              so["rss_growth_pct"] < 10 and so["errors"] == 0 and so["ledger_verify_rc"] == 0,
+              f"{so['rss_growth_pct']:+.1f}%, {so['errors']} errors, verify rc {so['ledger_verify_rc']}")
+    return rows

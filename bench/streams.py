@@ -1,0 +1,75 @@
+"""Stream client: N concurrent SSE streams, time to first token, gaps, stalls, integrity.
+
+Each stream must deliver the upstream's 64 content chunks in order (tok0 .. tok63),
+a usage chunk and `[DONE]`; anything else counts as broken. A stall is a gap of
+more than 200 ms between two chunks (the upstream sends one every 20 ms).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import orjson
+
+STALL_S = 0.2
+EXPECTED = [f"tok{i} " for i in range(64)]
+
+
+async def one(session: aiohttp.ClientSession, url: str, key: str, model: str) -> dict:
+    body = {"model": model, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Count to sixty-four."}]}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    started = time.perf_counter()
+    ttft, last, max_gap, stalls = None, None, 0.0, 0
+    content: list[str] = []
+    usage = done = False
+    async with session.post(url, json=body, headers=headers) as r:
+        if r.status != 200:
+            return {"ok": False, "ttft": None, "max_gap": 0.0, "stalls": 0}
+        async for line in r.content:
+            if not line.startswith(b"data:"):
+                continue
+            now = time.perf_counter()
+            if last is not None:
+                gap = now - last
+                max_gap = max(max_gap, gap)
+                stalls += gap > STALL_S
+            last = now
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                done = True
+                continue
+            obj = orjson.loads(data)
+            if obj.get("usage"):
+                usage = True
+            for ch in obj.get("choices") or ():
+                piece = (ch.get("delta") or {}).get("content")
+                if piece:
+                    if ttft is None:
+                        ttft = now - started
+                    content.append(piece)
+    return {"ok": done and usage and content == EXPECTED, "ttft": ttft, "max_gap": max_gap, "stalls": stalls}
+
+
+def pct(vals: list[float], q: float) -> float:
+    if not vals:
+        return float("nan")
+    vals = sorted(vals)
+    return vals[min(len(vals) - 1, int(q * len(vals)))]
+
+
+async def run(url: str, key: str, model: str, n: int, ramp_s: float = 1.0) -> dict:
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as s:
+        async def delayed(i: int) -> dict:
+            await asyncio.sleep(ramp_s * i / n if n > 1 else 0)
+            try:
+                return await one(s, url, key, model)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                return {"ok": False, "ttft": None, "max_gap": 0.0, "stalls": 0}
+        rows = await asyncio.gather(*(delayed(i) for i in range(n)))
+    ttfts = [r["ttft"] * 1000 for r in rows if r["ttft"] is not None]
+    return {"streams": n, "broken": sum(not r["ok"] for r in rows), "stalls": sum(r["stalls"] for r in rows),
+            "ttft_p50_ms": pct(ttfts, 0.5), "ttft_p99_ms": pct(ttfts, 0.99),
+            "max_gap_ms": max((r["max_gap"] for r in rows), default=0.0) * 1000}
