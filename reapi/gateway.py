@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import aiohttp
 
 from reapi.billing.ledger import now_ms, sweep
+from reapi.billing.ledger import run as ledger_run
 from reapi.billing.writer import BillingWriter
 from reapi.limits import Limiter, make_limiter
 from reapi.relay.anthropic import ADAPTER as ANTHROPIC
@@ -15,7 +17,7 @@ from reapi.relay.health import ChannelHealth
 from reapi.relay.openai import ADAPTER as OPENAI
 from reapi.settings import Settings
 from reapi.store.cache import CatalogCache
-from reapi.store.db import create_engine, is_sqlite
+from reapi.store.db import create_engine
 
 log = logging.getLogger("reapi")
 
@@ -27,8 +29,7 @@ class Gateway:
         self.settings = settings
         self.engine = create_engine(settings.database_url)
         self.catalog = CatalogCache(self.engine, settings.config_poll_ms)
-        # SQLite has one writer at a time anyway; PostgreSQL takes a few batches in parallel.
-        self.writer = BillingWriter(self.engine, writers=1 if is_sqlite(settings.database_url) else 4)
+        self.writer = BillingWriter(self.engine)
         self.limiter: Limiter = make_limiter(settings.redis_url)
         self.health = ChannelHealth(redis_url=settings.redis_url, failure_threshold=settings.channel_failures,
                                     cooldown_s=settings.channel_cooldown_s,
@@ -54,6 +55,10 @@ class Gateway:
             auto_decompress=True, skip_auto_headers=("User-Agent",))
         await self.sweep_once()  # holds left by a process that died are released at start-up
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # collector, whose full passes over it would otherwise stall requests for milliseconds.
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         if self._sweeper:
@@ -69,7 +74,7 @@ class Gateway:
     async def sweep_once(self) -> int:
         cutoff = now_ms() - self.settings.max_request_seconds * 1000
         async with self.engine.begin() as conn:
-            n = await sweep(conn, cutoff)
+            n = await ledger_run(conn, sweep, cutoff)
         if n:
             log.warning("released %d abandoned hold(s) older than %ds", n, self.settings.max_request_seconds)
         return n

@@ -8,6 +8,7 @@ channels and prices come from the in-memory catalog.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -38,8 +39,12 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
 DONE = b"data: [DONE]\n\n"
 
 
+_REQUEST_PREFIX = "req_" + os.urandom(8).hex()  # per process: ids stay unique across instances
+_request_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    return f"{_REQUEST_PREFIX}{next(_request_counter):08x}"
 
 
 def authenticate(gw: Gateway, scope: dict) -> ApiKey:

@@ -44,10 +44,11 @@ ranges over several runs; each figure is the best of 5-100 repetitions):
   tiktoken (counter_backend() says which). Exact agreement was also fuzzed on
   25,000 random strings and the texts above before choosing it.
 
-  Trade-offs. Memory: importing bpe_openai parses all three of its
-  vocabularies into Python dicts (~65 MB) and the backend adds ~65 MB, on top
-  of ~80 MB for the tiktoken Encoding; warm() leaves the process at ~220 MB
-  RSS and takes 1-2 s. The GIL: the bpe backend holds it while it runs
+  Trade-offs. Memory: the backend holds ~65 MB; it is loaded without the
+  package's __init__ (see _bindings_module). The parity check compares
+  against a digest of the verified ids (_PARITY_IDS_SHA256) rather than a
+  tiktoken Encoding, which would add ~130 MB RSS; tiktoken is loaded only if
+  the backend fails. warm() takes about 1 s. The GIL: the bpe backend holds it while it runs
   (tiktoken releases it), so count_text feeds it slices of about 64 K
   characters, cut only where o200k's pre-tokenizer always splits (see
   _SAFE_CUT). The count is unchanged and a thread counting a huge prompt lets
@@ -304,19 +305,50 @@ _PARITY_PROBE = (
 )
 
 
+# sha256 of the o200k ids of _PARITY_PROBE joined by commas, as the hash-verified
+# vocabulary gives them (test_tokens recomputes it with tiktoken). Checking the backend
+# against it spares the gateway tiktoken's own copy of the vocabulary (~130 MB RSS).
+_PARITY_IDS_SHA256 = "e505b29863d201fa9b1fdb8c618042e45443ef454de5fa6239ac4013efad090d"
+
+
+def ids_digest(ids) -> str:
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class _Tokenizer:
-    encoding: tiktoken.Encoding
     count: Callable[[str], int]  # tokens of one slice; always exact o200k, no special tokens
     backend: str
 
 
-def _bpe_counter(enc: tiktoken.Encoding) -> Callable[[str], int] | None:
-    try:
-        from bpe_openai import _bindings
+def _bindings_module() -> types.ModuleType:
+    """bpe_openai's compiled backend, loaded without running the package's __init__,
+    which parses every vocabulary it ships into Python dicts (~60 MB RSS) we never use."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+    from pathlib import Path
 
+    name = "bpe_openai._bindings"
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        package = importlib.util.find_spec("bpe_openai")  # finds, does not import
+        so = next(Path(package.origin).parent.glob("_bindings*.so"))
+        loader = importlib.machinery.ExtensionFileLoader(name, str(so))
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, so, loader=loader))
+        loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - an unusual layout: take the ordinary import
+        from bpe_openai import _bindings as module
+    sys.modules[name] = module
+    return module
+
+
+def _bpe_counter() -> Callable[[str], int] | None:
+    try:
+        _bindings = _bindings_module()
         backend = _bindings.tokenizer_for_encoding("o200k_base")
-        same = list(backend.encode(_PARITY_PROBE)) == enc.encode_ordinary(_PARITY_PROBE)
+        same = ids_digest(backend.encode(_PARITY_PROBE)) == _PARITY_IDS_SHA256
     except Exception as exc:  # noqa: BLE001 - any failure means: use tiktoken
         log.warning("bpe-openai backend unavailable (%r); counting tokens with tiktoken", exc)
         return None
@@ -336,11 +368,11 @@ def _bpe_counter(enc: tiktoken.Encoding) -> Callable[[str], int] | None:
 
 
 def _build() -> _Tokenizer:
-    enc = load_o200k()
-    fast = _bpe_counter(enc)
+    fast = _bpe_counter()
     if fast is not None:
-        return _Tokenizer(enc, fast, "bpe-openai")
-    return _Tokenizer(enc, lambda text: len(enc.encode_ordinary(text)), "tiktoken")
+        return _Tokenizer(fast, "bpe-openai")
+    enc = encoding()
+    return _Tokenizer(lambda text: len(enc.encode_ordinary(text)), "tiktoken")
 
 
 _state: _Tokenizer | None = None
@@ -358,9 +390,19 @@ def _tokenizer() -> _Tokenizer:
     return state
 
 
+_encoding: tiktoken.Encoding | None = None
+_encoding_lock = threading.Lock()
+
+
 def encoding() -> tiktoken.Encoding:
-    """The hash-verified o200k_base Encoding, built once (thread-safe) and cached."""
-    return _tokenizer().encoding
+    """The hash-verified o200k_base Encoding, built once (thread-safe) and cached.
+    The gateway counts with the bpe-openai backend and loads this only as its fallback."""
+    global _encoding
+    if _encoding is None:
+        with _encoding_lock:
+            if _encoding is None:
+                _encoding = load_o200k()
+    return _encoding
 
 
 def warm() -> None:

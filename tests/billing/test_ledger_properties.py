@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from reapi.billing.ledger import HoldRequest, Settlement, credit, hold, release, settle, verify
+from reapi.billing.ledger import run as ledger_run
 from reapi.billing.writer import BillingWriter
 from reapi.store import queries
 from reapi.store.db import create_engine, migrate
@@ -41,7 +42,7 @@ async def run(url, ops, start):
         async with engine.begin() as conn:
             acc = (await queries.create_account(conn, "p"))["id"]
             if start:
-                await credit(conn, acc, start, "start")
+                await ledger_run(conn, credit, acc, start, "start")
         credits = start
         charged_total = 0
 

@@ -161,7 +161,7 @@ def test_lazy_init_is_thread_safe(monkeypatch):
 
     def worker():
         barrier.wait()
-        seen.append(tokens.encoding())
+        seen.append(tokens._tokenizer())
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
@@ -171,6 +171,14 @@ def test_lazy_init_is_thread_safe(monkeypatch):
     assert not any(t.is_alive() for t in threads)
     assert len(builds) == 1
     assert len(seen) == 8 and all(e is seen[0] for e in seen)
+
+
+def test_parity_digest_is_the_verified_vocabularys():
+    # The backend is checked against this digest at start-up instead of a loaded Encoding.
+    ids = tokens.encoding().encode_ordinary(tokens._PARITY_PROBE)
+    assert len(ids) > 200
+    assert tokens.ids_digest(ids) == tokens._PARITY_IDS_SHA256
+    assert tokens.ids_digest(ids[:-1]) != tokens._PARITY_IDS_SHA256
 
 
 def test_falls_back_to_tiktoken_when_backend_disagrees(monkeypatch, caplog):
