@@ -109,8 +109,8 @@ def configure_reapi(base: str, upstream: str) -> str:
         admin(base, "POST", "/admin/channels", {"name": variant, "type": "openai", "base_url": f"{upstream}/{variant}/v1",
                                                 "api_key": "sk-upstream-bench", "models": [f"bench-{variant}"]})
     # Limits are on (and consulted on every request) but set high enough never to refuse.
-    admin(base, "PUT", "/admin/groups/default", {"rpm": 100_000_000, "tpm": 10_000_000_000,
-                                                  "total_rpm": 100_000_000, "total_tpm": 10_000_000_000})
+    admin(base, "PUT", "/admin/groups/default", {"rpm": 100_000_000, "tpm": 2_000_000_000,
+                                                  "total_rpm": 100_000_000, "total_tpm": 2_000_000_000})
     acc = admin(base, "POST", "/admin/accounts", {"name": "bench"})
     admin(base, "POST", f"/admin/accounts/{acc['id']}/credits", {"amount_usd": "1000000"})
     return admin(base, "POST", f"/admin/accounts/{acc['id']}/keys", {"name": "bench"})["key"]

@@ -104,9 +104,8 @@ class Deployment:
         args = [sys.executable, "-m", "reapi", "serve", "--port", str(self.port)]
         if workers != 1:  # 1 is the default
             args += ["--workers", str(workers)]
-        self.proc = subprocess.Popen(
-            args,
-            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.pids: list[int] = []
 
     def wait_started(self, deadline: float) -> None:
@@ -186,9 +185,10 @@ class RedisServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text(errors="replace")[-2000:]
@@ -229,10 +229,13 @@ class Cluster:
 def cluster(tmp_path_factory):
     if shutil.which("redis-server") is None:
         (pytest.fail if os.environ.get("CI") else pytest.skip)("redis-server binary not on PATH")
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("needs Linux /proc to tell which worker answered")
     logdir = tmp_path_factory.mktemp("multi_instance")
     db = asyncio.run(create_pg_database())
     rs = RedisServer(logdir)
-    upstream = deployments = None
+    upstream = None
+    deployments: list[Deployment] = []
     try:
         rs.start()
         # Only our settings: nothing inherited from the caller's REAPI_* environment.
@@ -242,11 +245,12 @@ def cluster(tmp_path_factory):
                              timeout=120)
         assert mig.returncode == 0, mig.stdout + mig.stderr
         up_port = free_port()
-        upstream = subprocess.Popen(
-            [sys.executable, "-m", "reapi", "mock-upstream", "--port", str(up_port), "--api-key", UPSTREAM_KEY],
-            env=env, stdout=(logdir / "upstream.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-        deployments = [Deployment("A", 1, env, logdir), Deployment("B", 1, env, logdir),
-                       Deployment("C", 2, env, logdir)]
+        with (logdir / "upstream.log").open("wb") as out:
+            upstream = subprocess.Popen(
+                [sys.executable, "-m", "reapi", "mock-upstream", "--port", str(up_port), "--api-key", UPSTREAM_KEY],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        for name, workers in (("A", 1), ("B", 1), ("C", 2)):
+            deployments.append(Deployment(name, workers, env, logdir))
         deadline = time.monotonic() + 120  # four Python processes starting at once on a busy 2-core box
         for d in deployments:
             d.wait_started(deadline)
@@ -260,7 +264,7 @@ def cluster(tmp_path_factory):
                 time.sleep(0.05)
         yield Cluster(*deployments, redis=rs, env=env, upstream_url=f"http://127.0.0.1:{up_port}")
     finally:
-        for d in deployments or ():
+        for d in deployments:
             d.stop()
         _stop(upstream, 10)
         rs.stop()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -27,6 +27,10 @@ from reapi.store import queries
 Money = StrictStr | StrictInt
 
 
+I32 = 2**31 - 1  # the store's INTEGER columns: larger values are refused with 400, not a database error
+Id = Annotated[int, Path(ge=1, le=I32)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,8 +42,8 @@ class ChannelIn(Strict):
     api_key: str = Field(min_length=1)
     models: list[str] = Field(min_length=1)
     groups: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
-    priority: int = 0
-    weight: int = Field(default=1, ge=0)
+    priority: int = Field(default=0, ge=-I32, le=I32)
+    weight: int = Field(default=1, ge=0, le=I32)
     model_map: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
 
@@ -51,14 +55,14 @@ class ChannelPatch(Strict):
     api_key: str | None = Field(default=None, min_length=1)
     models: list[str] | None = None
     groups: list[str] | None = None
-    priority: int | None = None
-    weight: int | None = Field(default=None, ge=0)
+    priority: int | None = Field(default=None, ge=-I32, le=I32)
+    weight: int | None = Field(default=None, ge=0, le=I32)
     model_map: dict[str, str] | None = None
     enabled: bool | None = None
 
 
 class LongContextIn(Strict):
-    threshold_tokens: int = Field(ge=0)
+    threshold_tokens: int = Field(ge=0, le=I32)
     input_multiplier: Money
     output_multiplier: Money
 
@@ -68,16 +72,16 @@ class ModelIn(Strict):
     output_usd_per_mtok: Money
     cached_input_usd_per_mtok: Money | None = None
     cache_write_usd_per_mtok: Money | None = None
-    context_window: int = Field(gt=0)
-    max_output_tokens: int = Field(gt=0)
+    context_window: int = Field(gt=0, le=I32)
+    max_output_tokens: int = Field(gt=0, le=I32)
     long_context: LongContextIn | None = None
 
 
 class GroupIn(Strict):
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    total_rpm: int | None = Field(default=None, ge=1)
-    total_tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=I32)
+    tpm: int | None = Field(default=None, ge=1, le=I32)
+    total_rpm: int | None = Field(default=None, ge=1, le=I32)
+    total_tpm: int | None = Field(default=None, ge=1, le=I32)
 
 
 class AccountIn(Strict):
@@ -94,8 +98,8 @@ class KeyIn(Strict):
     groups: list[str] | None = None
     models: list[str] | None = None
     spend_limit_usd: Money | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=I32)
+    tpm: int | None = Field(default=None, ge=1, le=I32)
 
 
 def iso(ms: int | None) -> str | None:
@@ -215,7 +219,7 @@ def build_admin(gw: Gateway) -> FastAPI:
         return {"object": "list", "data": await read(queries.list_channels)}
 
     @app.get("/admin/channels/{cid}", dependencies=admin, tags=["channels"])
-    async def get_channel(cid: int) -> dict:
+    async def get_channel(cid: Id) -> dict:
         ch = await read(queries.get_channel, cid)
         if ch is None:
             raise not_found("Channel")
@@ -223,7 +227,7 @@ def build_admin(gw: Gateway) -> FastAPI:
         return {**ch, "health": h}
 
     @app.patch("/admin/channels/{cid}", dependencies=admin, tags=["channels"])
-    async def patch_channel(cid: int, body: ChannelPatch) -> dict:
+    async def patch_channel(cid: Id, body: ChannelPatch) -> dict:
         changes = body.model_dump(exclude_unset=True)
         if any(v is None for v in changes.values()):
             raise bad_request("Fields cannot be set to null.", param=next(k for k, v in changes.items() if v is None))
@@ -232,13 +236,13 @@ def build_admin(gw: Gateway) -> FastAPI:
         return await read(queries.get_channel, cid)
 
     @app.delete("/admin/channels/{cid}", dependencies=admin, tags=["channels"])
-    async def delete_channel(cid: int) -> dict:
+    async def delete_channel(cid: Id) -> dict:
         if not await write(queries.delete_channel, cid):
             raise not_found("Channel")
         return {"id": cid, "deleted": True}
 
     @app.post("/admin/channels/{cid}/test", dependencies=admin, tags=["channels"])
-    async def test_channel(cid: int) -> dict:
+    async def test_channel(cid: Id) -> dict:
         from reapi.relay.probe import probe_channel
 
         ch = gw.catalog.snapshot.channels.get(cid)
@@ -290,14 +294,14 @@ def build_admin(gw: Gateway) -> FastAPI:
             return account_out(await queries.create_account(conn, body.name))
 
     @app.get("/admin/accounts/{account_id}", dependencies=admin, tags=["accounts"])
-    async def get_account(account_id: int) -> dict:
+    async def get_account(account_id: Id) -> dict:
         r = await read(queries.get_account, account_id)
         if r is None:
             raise not_found("Account")
         return account_out(r)
 
     @app.post("/admin/accounts/{account_id}/credits", status_code=201, dependencies=admin, tags=["accounts"])
-    async def add_credit(account_id: int, body: CreditIn) -> dict:
+    async def add_credit(account_id: Id, body: CreditIn) -> dict:
         amount = money(parse_usd, body.amount_usd, "amount_usd")
         if amount <= 0:
             raise bad_request("amount_usd must be greater than zero.", param="amount_usd")
@@ -309,7 +313,7 @@ def build_admin(gw: Gateway) -> FastAPI:
                 "note": body.note}
 
     @app.post("/admin/accounts/{account_id}/keys", status_code=201, dependencies=admin, tags=["keys"])
-    async def create_key(account_id: int, body: KeyIn) -> dict:
+    async def create_key(account_id: Id, body: KeyIn) -> dict:
         if await read(queries.get_account, account_id) is None:
             raise not_found("Account")
         v = body.model_dump()
@@ -322,27 +326,27 @@ def build_admin(gw: Gateway) -> FastAPI:
                 "models": body.models, "spend_limit_usd": body.spend_limit_usd and format_usd(v["spend_limit_nano"])}
 
     @app.get("/admin/accounts/{account_id}/keys", dependencies=admin, tags=["keys"])
-    async def list_keys(account_id: int) -> dict:
+    async def list_keys(account_id: Id) -> dict:
         rows = await read(queries.list_keys, account_id)
         for r in rows:
             r["spend_limit_usd"] = None if r.pop("spend_limit_nano") is None else format_usd(r["spend_limit_nano"])
         return {"object": "list", "data": rows}
 
     @app.delete("/admin/keys/{key_id}", dependencies=admin, tags=["keys"])
-    async def revoke_key(key_id: int) -> dict:
+    async def revoke_key(key_id: Id) -> dict:
         if not await write(queries.revoke_key, key_id):
             if not await read(queries.key_exists, key_id):
                 raise not_found("Key")
         return {"id": key_id, "revoked": True}
 
     @app.get("/admin/accounts/{account_id}/usage", dependencies=admin, tags=["accounts"])
-    async def usage(account_id: int, limit: int = Query(100, ge=1, le=1000), before_id: int | None = None) -> dict:
+    async def usage(account_id: Id, limit: int = Query(100, ge=1, le=1000), before_id: int | None = Query(None, ge=1, le=I32)) -> dict:
         rows = await read(queries.list_usage, account_id, limit, before_id)
         return {"object": "list", "data": [usage_out(r) for r in rows],
                 "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
 
     @app.get("/admin/accounts/{account_id}/ledger", dependencies=admin, tags=["accounts"])
-    async def ledger(account_id: int, limit: int = Query(100, ge=1, le=1000), before_id: int | None = None) -> dict:
+    async def ledger(account_id: Id, limit: int = Query(100, ge=1, le=1000), before_id: int | None = Query(None, ge=1, le=I32)) -> dict:
         rows = await read(queries.list_ledger, account_id, limit, before_id)
         return {"object": "list", "data": [ledger_out(r) for r in rows],
                 "next_before_id": rows[-1]["id"] if len(rows) == limit else None}

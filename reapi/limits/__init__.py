@@ -58,7 +58,6 @@ from __future__ import annotations
 
 from .base import ALLOWED, Decision, Limiter, Rule, format_reset
 from .memory import MemoryLimiter
-from .redis_backend import RedisLimiter
 
 __all__ = [
     "ALLOWED",
@@ -72,8 +71,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str):
+    # The Redis client library is imported only by deployments that use it (~20 MB RSS).
+    if name == "RedisLimiter":
+        from .redis_backend import RedisLimiter
+
+        return RedisLimiter
+    raise AttributeError(name)
+
+
 def make_limiter(redis_url: str | None) -> Limiter:
     """A :class:`RedisLimiter` for a non-empty URL, else a :class:`MemoryLimiter`."""
     if redis_url:
+        from .redis_backend import RedisLimiter
+
         return RedisLimiter(redis_url)
     return MemoryLimiter()

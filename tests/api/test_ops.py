@@ -70,3 +70,21 @@ async def test_admin_requires_key(gateway):
     assert bad["error"]["param"] == "amount_usd"
     st, _, _ = await gateway.raw("GET", "/docs")
     assert st == 200
+
+
+async def test_admin_refuses_integers_the_store_cannot_hold(store_url):
+    # PostgreSQL INTEGER is 32-bit: such values must be a 400 naming the field, not a 500.
+    gw = await Gateway(gateway_settings(store_url)).start()
+    try:
+        for path, body, param in [
+            ("/admin/groups/default", {"tpm": 10_000_000_000}, "tpm"),
+            ("/admin/groups/default", {"total_rpm": 2**31}, "total_rpm"),
+        ]:
+            err = (await gw.admin("PUT", path, body, expect=400))["error"]
+            assert err["param"] == param and err["type"] == "invalid_request_error", err
+        err = (await gw.admin("GET", "/admin/accounts/99999999999", expect=400))["error"]
+        assert err["type"] == "invalid_request_error"
+        ok = await gw.admin("PUT", "/admin/groups/default", {"tpm": 2**31 - 1}, expect=200)
+        assert ok["tpm"] == 2**31 - 1
+    finally:
+        await gw.stop()
