@@ -156,7 +156,7 @@ def accounts() -> None:
 @click.argument("name")
 @click.option("--credit", "amount", default=None, help="Initial top-up in USD, e.g. 10.00")
 def accounts_create(name: str, amount: str | None) -> None:
-    from reapi.billing.ledger import credit
+    from reapi.billing.ledger import Credit
     from reapi.billing.ledger import run as ledger_run
     from reapi.billing.money import format_usd, parse_usd
     from reapi.store import queries
@@ -165,7 +165,7 @@ def accounts_create(name: str, amount: str | None) -> None:
         acc = await queries.create_account(conn, name)
         balance = 0
         if amount:
-            balance = await ledger_run(conn, credit, acc["id"], parse_usd(amount), "initial credit")
+            balance = await ledger_run(conn, Credit(acc["id"], parse_usd(amount), "initial credit"))
         return acc["id"], balance
 
     aid, balance = _run(_with_conn(go))
@@ -177,14 +177,14 @@ def accounts_create(name: str, amount: str | None) -> None:
 @click.argument("amount")
 @click.option("--note", default=None)
 def accounts_credit(account_id: int, amount: str, note: str | None) -> None:
-    from reapi.billing.ledger import credit
+    from reapi.billing.ledger import Credit
     from reapi.billing.ledger import run as ledger_run
     from reapi.billing.money import format_usd, parse_usd
 
     nano = parse_usd(amount)
     if nano <= 0:
         raise click.BadParameter("amount must be greater than zero")
-    balance = _run(_with_conn(ledger_run, credit, account_id, nano, note))
+    balance = _run(_with_conn(ledger_run, Credit(account_id, nano, note)))
     if balance is None:
         raise click.ClickException(f"no account {account_id}")
     click.echo(f"balance {format_usd(balance)} USD")
@@ -283,7 +283,7 @@ reapi demo is starting on {base} (SQLite file: {settings.database_url})
 
 
 async def _seed_demo(mock_url: str) -> str:
-    from reapi.billing.ledger import credit
+    from reapi.billing.ledger import Credit
     from reapi.billing.ledger import run as ledger_run
     from reapi.store import queries
 
@@ -317,7 +317,7 @@ async def _seed_demo(mock_url: str) -> str:
                 "lc_threshold_tokens": lc[0] if lc else None, "lc_input_milli": lc[1] if lc else None,
                 "lc_output_milli": lc[2] if lc else None})
         acc = await queries.create_account(conn, "demo")
-        await ledger_run(conn, credit, acc["id"], 10 * 10**9, "demo credit")
+        await ledger_run(conn, Credit(acc["id"], 10 * 10**9, "demo credit"))
         _, secret = await queries.create_key(conn, acc["id"], {"name": "demo"})
         return secret
 

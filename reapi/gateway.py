@@ -8,7 +8,6 @@ import logging
 import aiohttp
 
 from reapi.billing.ledger import now_ms, sweep
-from reapi.billing.ledger import run as ledger_run
 from reapi.billing.writer import BillingWriter
 from reapi.limits import Limiter, make_limiter
 from reapi.relay.anthropic import ADAPTER as ANTHROPIC
@@ -74,7 +73,7 @@ class Gateway:
     async def sweep_once(self) -> int:
         cutoff = now_ms() - self.settings.max_request_seconds * 1000
         async with self.engine.begin() as conn:
-            n = await ledger_run(conn, sweep, cutoff)
+            n = await sweep(conn, cutoff)
         if n:
             log.warning("released %d abandoned hold(s) older than %ds", n, self.settings.max_request_seconds)
         return n

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reapi import metrics
-from reapi.billing.ledger import credit
+from reapi.billing.ledger import Credit
 from reapi.billing.ledger import run as ledger_run
 from reapi.billing.money import (MoneyError, format_multiplier, format_rate, format_usd, parse_multiplier,
                                  parse_rate, parse_usd)
@@ -306,7 +306,7 @@ def build_admin(gw: Gateway) -> FastAPI:
         if amount <= 0:
             raise bad_request("amount_usd must be greater than zero.", param="amount_usd")
         async with gw.engine.begin() as conn:
-            balance = await ledger_run(conn, credit, account_id, amount, body.note)
+            balance = await ledger_run(conn, Credit(account_id, amount, body.note))
         if balance is None:
             raise not_found("Account")
         return {"account_id": account_id, "amount_usd": format_usd(amount), "balance_usd": format_usd(balance),

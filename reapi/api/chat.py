@@ -21,7 +21,7 @@ from reapi.api.http import (ClientGone, Receive, Send, bearer, headers_list, rea
                             send_error)
 from reapi.api.validation import validate_chat
 from reapi.billing import tokens
-from reapi.billing.ledger import HoldRequest, HoldResult, Settlement, hold, release, settle
+from reapi.billing.ledger import HoldRequest, HoldResult, Release, Settlement
 from reapi.billing.money import format_usd
 from reapi.billing.pricing import affordable_output, cost_nano
 from reapi.catalog import ApiKey, Channel, Price
@@ -181,7 +181,7 @@ async def place_hold(call: Call) -> HoldResult:
         if result.ok:
             asyncio.get_running_loop().create_task(finish_failed(call, "cancelled", result))
 
-    result: HoldResult = await gw.writer.submit(req.account_id, lambda conn: hold(conn, req), orphaned)
+    result: HoldResult = await gw.writer.submit(req, orphaned)
     if not result.ok:
         if call.admitted_tokens:
             await gw.limiter.adjust(call.rules, -call.admitted_tokens)
@@ -204,8 +204,8 @@ async def finish_failed(call: Call, error_code: str, result: HoldResult | None =
     held = result or call.hold
     gw, key = call.gw, call.key
     limited = key.spend_limit_nano is not None
-    await gw.writer.submit(key.account_id, lambda conn: release(
-        conn, call.request_id, key.account_id, key.id, limited, held.amount, error_code=error_code))
+    await gw.writer.submit(Release(call.request_id, key.account_id, key.id, limited, held.amount,
+                                   error_code=error_code))
     metrics.hold_closed()
     if call.admitted_tokens:
         await gw.limiter.adjust(call.rules, -call.admitted_tokens)
@@ -221,7 +221,7 @@ async def finish_ok(call: Call, usage: Usage, status: str = "ok") -> int:
                    key_limited=key.spend_limit_nano is not None, hold_nano=call.hold.amount, cost_nano=cost,
                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                    cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, status=status)
-    charged = await gw.writer.submit(key.account_id, lambda conn: settle(conn, s))
+    charged = await gw.writer.submit(s)
     metrics.hold_closed()
     if call.admitted_tokens:
         await gw.limiter.adjust(call.rules, usage.prompt_tokens + usage.completion_tokens - call.admitted_tokens)

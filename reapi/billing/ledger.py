@@ -1,10 +1,15 @@
 """Balance changes: holds, settlements, releases, credits, and the books' self-check.
 
-Each function runs inside a transaction it is given and moves money only with
-conditional updates (`... WHERE balance_nano >= :amount`), never read-then-write,
-so concurrent requests of one account can never together spend more than its
-balance, in one process or many. Every change of a balance is appended to the
-ledger in the same transaction. Entries per request:
+Money moves only in batches (see writer.py), and a batch first LOCKS what it will
+touch: the accounts' rows, then the spend-limited keys' rows, then the usage rows
+it settles (PostgreSQL: SELECT ... ORDER BY id FOR UPDATE; SQLite: the database
+write lock of BEGIN IMMEDIATE). Under those locks the operations are decided in
+Python on the values read, and the results written back in a few statements:
+nobody else can spend the same balance meanwhile, in this process or any other,
+so no combination of concurrent requests can spend more than an account holds.
+A batch costs about seven statements whatever its size, instead of a few per
+operation. Every change of a balance is appended to the ledger in the same
+transaction. Entries per request:
 
     hold    -H   when the call is admitted (H = worst-case cost)
     release +H   when the call ends, whatever its outcome
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -24,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reapi.store import schema
 
 A = schema.accounts
-K = schema.api_keys
 U = schema.usage
 L = schema.ledger
 
@@ -33,95 +37,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# The statements of the hot path, as plain SQL: written once, no query building per call.
-TAKE = "UPDATE accounts SET balance_nano = balance_nano - ? WHERE id = ? AND balance_nano >= ? RETURNING balance_nano"
-ADD = "UPDATE accounts SET balance_nano = balance_nano + ? WHERE id = ?"
-ADD_RETURNING = ADD + " RETURNING balance_nano"
-BALANCE = "SELECT balance_nano FROM accounts WHERE id = ?"
-BALANCE_FOR_UPDATE = BALANCE + " FOR UPDATE"
-KEY_TAKE = "UPDATE api_keys SET spent_nano = spent_nano + ? WHERE id = ? AND spent_nano + ? <= ? RETURNING id"
-KEY_ADD = "UPDATE api_keys SET spent_nano = spent_nano + ? WHERE id = ?"
-KEY_SPENT = "SELECT spent_nano FROM api_keys WHERE id = ?"
-CLAIM_SETTLE = ("UPDATE usage SET status = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, "
-                "cache_write_tokens = ?, cost_nano = ?, settled_at = ? WHERE request_id = ? AND status = 'pending' "
-                "RETURNING id")
-CLAIM_RELEASE = ("UPDATE usage SET status = ?, error_code = ?, cost_nano = 0, settled_at = ? "
-                 "WHERE request_id = ? AND status = 'pending' RETURNING id")
-SET_UNCOLLECTED = "UPDATE usage SET cost_nano = ?, uncollected_nano = ? WHERE id = ?"
-ABANDONED = ("SELECT u.request_id, u.account_id, u.key_id, u.hold_nano, k.spend_limit_nano FROM usage u "
-             "LEFT JOIN api_keys k ON k.id = u.key_id WHERE u.status = 'pending' AND u.created_at < ?")
-INSERT_LEDGER = ("INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at) "
-                 "VALUES (?, ?, ?, ?, ?, ?)")
-INSERT_USAGE = ('INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, '
-                "hold_nano, created_at, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
-                "cost_nano, uncollected_nano) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0)")
-
-
-def _numbered(sql: str) -> str:
-    """qmark placeholders to PostgreSQL's $1, $2, ... (asyncpg)."""
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
-
-
-class Tx:
-    """One money transaction on a synchronous connection (a worker thread's for SQLite,
-    `run_sync`'s for PostgreSQL). Statements go straight to the DB-API cursor: these few
-    fixed statements need no SQL building. Ledger and usage rows are collected and
-    inserted with one executemany each by `flush()`, which runs before commit."""
-
-    __slots__ = ("cur", "postgres", "_ledger", "_usage")
-
-    def __init__(self, cursor: Any, postgres: bool) -> None:
-        self.cur = cursor  # a DB-API cursor
-        self.postgres = postgres
-        self._ledger: list[tuple] = []
-        self._usage: list[tuple] = []
-
-    def _sql(self, sql: str) -> str:
-        return _PG.setdefault(sql, _numbered(sql)) if self.postgres else sql
-
-    def scalar(self, sql: str, *params: Any) -> Any:
-        self.cur.execute(self._sql(sql), params)
-        rows = self.cur.fetchall()  # to the end, so SQLite's statement is done before commit
-        return rows[0][0] if rows else None
-
-    def run(self, sql: str, *params: Any) -> None:
-        self.cur.execute(self._sql(sql), params)
-
-    def all(self, sql: str, *params: Any) -> list[tuple]:
-        self.cur.execute(self._sql(sql), params)
-        return [tuple(r) for r in self.cur.fetchall()]
-
-    def ledger(self, account_id: int, kind: str, amount: int, request_id: str | None, note: str | None,
-               ts: int) -> None:
-        self._ledger.append((account_id, kind, amount, request_id, note, ts))
-
-    def usage(self, row: tuple) -> None:
-        self._usage.append(row)
-
-    def flush(self) -> None:
-        if self._usage:
-            self.cur.executemany(self._sql(INSERT_USAGE), self._usage)
-            self._usage = []
-        if self._ledger:
-            self.cur.executemany(self._sql(INSERT_LEDGER), self._ledger)
-            self._ledger = []
-
-
-_PG: dict[str, str] = {}
-
-
-def apply(conn: Connection, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run one money operation in the given transaction."""
-    tx = Tx(conn.connection.dbapi_connection.cursor(), conn.dialect.name == "postgresql")
-    result = fn(tx, *args)
-    tx.flush()
-    return result
-
-
-async def run(conn: AsyncConnection, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run one money operation from async code, e.g. `await run(conn, credit, account_id, amount, note)`."""
-    return await conn.run_sync(apply, fn, *args)
+# --- the operations -------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -148,48 +64,10 @@ class HoldResult:
     refusal: str | None = None  # "insufficient_balance" | "key_spend_limit_reached" | "no_account"
 
 
-def _take(tx: Tx, req: HoldRequest, amount: int) -> int | None:
-    """Conditionally take `amount` from the account (and the key's cap). New balance, or None."""
-    new_balance = tx.scalar(TAKE, amount, req.account_id, amount)
-    if new_balance is None:
-        return None
-    if req.key_spend_limit_nano is not None:
-        if tx.scalar(KEY_TAKE, amount, req.key_id, amount, req.key_spend_limit_nano) is None:
-            tx.run(ADD, amount, req.account_id)  # undo the account side; nothing is in the ledger yet
-            return None
-    return new_balance
-
-
-def hold(tx: Tx, req: HoldRequest) -> HoldResult:
-    amount = req.worst_nano
-    new_balance = _take(tx, req, amount)
-    attempts = 0
-    while new_balance is None:
-        # Slow path: the worst case does not fit. Read what is left only to size a smaller
-        # hold; the conditional update below still guards against a concurrent spender.
-        attempts += 1
-        balance = tx.scalar(BALANCE_FOR_UPDATE if tx.postgres else BALANCE, req.account_id)
-        if balance is None:
-            return HoldResult(False, refusal="no_account")
-        available, refusal = balance, "insufficient_balance"
-        if req.key_spend_limit_nano is not None:
-            spent = tx.scalar(KEY_SPENT, req.key_id) or 0
-            key_left = max(0, req.key_spend_limit_nano - spent)
-            if key_left < available:
-                available, refusal = key_left, "key_spend_limit_reached"
-        amount = req.resize(available)
-        if amount is None or attempts > 3:
-            return HoldResult(False, balance_after=balance, refusal=refusal)
-        new_balance = _take(tx, req, amount)
-    ts = now_ms()
-    tx.ledger(req.account_id, "hold", -amount, req.request_id, None, ts)
-    tx.usage((req.request_id, req.account_id, req.key_id, req.model, req.group, req.channel_id, req.stream,
-              "pending", amount, ts))
-    return HoldResult(True, amount=amount, balance_after=new_balance)
-
-
 @dataclass(slots=True)
 class Settlement:
+    """Charge a finished call; its result is the amount charged, or None if the hold was
+    already released (swept as abandoned): then nothing moves, nothing is charged twice."""
     request_id: str
     account_id: int
     key_id: int
@@ -203,62 +81,287 @@ class Settlement:
     status: str = "ok"  # or "client_closed": charged for what was produced before the client left
 
 
-def settle(tx: Tx, s: Settlement) -> int | None:
-    """Charge a finished call. Returns the amount charged, or None if the hold was already
-    released (swept as abandoned): then nothing moves, so nothing is charged twice."""
-    ts = now_ms()
-    claimed = tx.scalar(CLAIM_SETTLE, s.status, s.prompt_tokens, s.completion_tokens, s.cached_tokens,
-                        s.cache_write_tokens, s.cost_nano, ts, s.request_id)
-    if claimed is None:
+@dataclass(slots=True)
+class Release:
+    """Give a failed call's hold back in full; the result is False if it was already closed."""
+    request_id: str
+    account_id: int
+    key_id: int
+    key_limited: bool
+    hold_nano: int
+    status: str = "failed"  # or "expired" (swept) or "cancelled"
+    error_code: str | None = None
+
+
+@dataclass(slots=True)
+class Credit:
+    """Add money; the result is the new balance, or None if the account does not exist."""
+    account_id: int
+    amount_nano: int
+    note: str | None = None
+    kind: str = "credit"
+
+
+Op = Union[HoldRequest, Settlement, Release, Credit]
+
+
+# --- the statements --------------------------------------------------------------------
+
+SET_BALANCE = "UPDATE accounts SET balance_nano = ? WHERE id = ?"
+SET_SPENT = "UPDATE api_keys SET spent_nano = ? WHERE id = ?"
+SETTLE_USAGE = ("UPDATE usage SET status = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, "
+                "cache_write_tokens = ?, cost_nano = ?, uncollected_nano = ?, settled_at = ? WHERE request_id = ?")
+RELEASE_USAGE = "UPDATE usage SET status = ?, error_code = ?, cost_nano = 0, settled_at = ? WHERE request_id = ?"
+INSERT_LEDGER = ("INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)")
+INSERT_USAGE = ('INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, '
+                "hold_nano, created_at, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
+                "cost_nano, uncollected_nano) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0)")
+ABANDONED = ("SELECT u.request_id, u.account_id, u.key_id, u.hold_nano, k.spend_limit_nano FROM usage u "
+             "LEFT JOIN api_keys k ON k.id = u.key_id WHERE u.status = 'pending' AND u.created_at < ?")
+
+
+def _numbered(sql: str) -> str:
+    """qmark placeholders to PostgreSQL's $1, $2, ... (asyncpg)."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+
+
+# PostgreSQL writes a whole batch in ONE statement: each part unnests its column arrays
+# (empty arrays write nothing). No two parts touch the same row: a request is inserted,
+# settled or released at most once per batch.
+PG_WRITE = """
+WITH acc AS (
+  UPDATE accounts a SET balance_nano = v.b FROM unnest($1::int[], $2::bigint[]) AS v(id, b) WHERE a.id = v.id),
+keys AS (
+  UPDATE api_keys k SET spent_nano = v.s FROM unnest($3::int[], $4::bigint[]) AS v(id, s) WHERE k.id = v.id),
+new_usage AS (
+  INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, hold_nano,
+                     created_at, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nano,
+                     uncollected_nano)
+  SELECT r, a, k, m, g, c, s, st, h, t, 0, 0, 0, 0, 0, 0
+  FROM unnest($5::text[], $6::int[], $7::int[], $8::text[], $9::text[], $10::int[], $11::bool[], $12::text[],
+              $13::bigint[], $14::bigint[]) AS v(r, a, k, m, g, c, s, st, h, t)),
+settled AS (
+  UPDATE usage u SET status = v.st, prompt_tokens = v.p, completion_tokens = v.c, cached_tokens = v.ca,
+                     cache_write_tokens = v.cw, cost_nano = v.cost, uncollected_nano = v.un, settled_at = v.t
+  FROM unnest($15::text[], $16::int[], $17::int[], $18::int[], $19::int[], $20::bigint[], $21::bigint[],
+              $22::bigint[], $23::text[]) AS v(st, p, c, ca, cw, cost, un, t, r)
+  WHERE u.request_id = v.r),
+released AS (
+  UPDATE usage u SET status = v.st, error_code = v.e, cost_nano = 0, settled_at = v.t
+  FROM unnest($24::text[], $25::text[], $26::bigint[], $27::text[]) AS v(st, e, t, r) WHERE u.request_id = v.r),
+entries AS (
+  INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at)
+  SELECT * FROM unnest($28::int[], $29::text[], $30::bigint[], $31::text[], $32::text[], $33::bigint[]))
+SELECT 1
+"""
+_PG_WIDTHS = (2, 2, 10, 9, 4, 6)  # columns of each part above, in order
+
+
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+class Tx:
+    """The state of one money batch, apart from any I/O.
+
+    `locks()` names the rows the batch needs, read and locked first (see the module
+    docstring); `absorb()` takes them in; the operations then decide in memory
+    (`apply_batch`); `writes()` says what to write back. `run_sync` and `run_asyncpg`
+    below do the I/O for a DB-API cursor and for an asyncpg connection. The caller
+    owns the transaction."""
+
+    __slots__ = ("postgres", "balances", "spent", "pending", "_dirty_accounts", "_dirty_keys", "_ledger",
+                 "_usage", "_settled", "_released")
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self.balances: dict[int, int] = {}
+        self.spent: dict[int, int] = {}
+        self.pending: set[str] = set()
+        self._dirty_accounts: set[int] = set()
+        self._dirty_keys: set[int] = set()
+        self._ledger: list[tuple] = []
+        self._usage: list[tuple] = []
+        self._settled: list[tuple] = []
+        self._released: list[tuple] = []
+
+    def _select(self, columns: str, table: str, key: str, values: list, extra: str = "") -> tuple[str, tuple]:
+        """Rows whose `key` is in `values`; locked, in key order, on PostgreSQL."""
+        if self.postgres:
+            cast = "text" if key == "request_id" else "int"
+            return (f"SELECT {columns} FROM {table} WHERE {key} = ANY($1::{cast}[]){extra} "
+                    f"ORDER BY {key} FOR UPDATE", (values,))
+        return f"SELECT {columns} FROM {table} WHERE {key} IN ({','.join('?' * len(values))}){extra}", tuple(values)
+
+    def locks(self, ops: list[Op]) -> list[tuple[str, str, tuple]]:
+        """(kind, sql, params) to run in this order: accounts, then keys, then usage rows."""
+        out = [("accounts", *self._select("id, balance_nano", "accounts", "id",
+                                          sorted({op.account_id for op in ops})))]
+        keys = sorted({op.key_id for op in ops if (op.key_spend_limit_nano is not None if isinstance(op, HoldRequest)
+                                                   else getattr(op, "key_limited", False))})
+        if keys:
+            out.append(("keys", *self._select("id, spent_nano", "api_keys", "id", keys)))
+        closing = sorted({op.request_id for op in ops if isinstance(op, (Settlement, Release))})
+        if closing:
+            out.append(("usage", *self._select("request_id", "usage", "request_id", closing,
+                                               " AND status = 'pending'")))
+        return out
+
+    def absorb(self, kind: str, rows) -> None:
+        if kind == "accounts":
+            self.balances = {r[0]: r[1] for r in rows}
+        elif kind == "keys":
+            self.spent = {r[0]: r[1] for r in rows}
+        else:
+            self.pending = {r[0] for r in rows}
+
+    def move(self, account_id: int, delta: int) -> None:
+        self.balances[account_id] += delta
+        self._dirty_accounts.add(account_id)
+
+    def spend(self, key_id: int, delta: int) -> None:
+        self.spent[key_id] += delta
+        self._dirty_keys.add(key_id)
+
+    def ledger(self, account_id: int, kind: str, amount: int, request_id: str | None, note: str | None,
+               ts: int) -> None:
+        self._ledger.append((account_id, kind, amount, request_id, note, ts))
+
+    def _parts(self) -> list[tuple[str, list[tuple]]]:
+        return [(SET_BALANCE, [(self.balances[a], a) for a in sorted(self._dirty_accounts)]),
+                (SET_SPENT, [(self.spent[k], k) for k in sorted(self._dirty_keys)]),
+                (INSERT_USAGE, self._usage), (SETTLE_USAGE, self._settled), (RELEASE_USAGE, self._released),
+                (INSERT_LEDGER, self._ledger)]
+
+    def writes(self) -> list[tuple[str, list[tuple]]]:
+        """(sql, rows) for executemany, SQLite placeholders."""
+        return [(sql, rows) for sql, rows in self._parts() if rows]
+
+    def pg_write_args(self) -> list[list]:
+        """The arrays for PG_WRITE: balances and spent are (value, id), the statement wants (id, value)."""
+        parts = self._parts()
+        args: list[list] = []
+        for i, ((_, rows), width) in enumerate(zip(parts, _PG_WIDTHS)):
+            cols = _columns(rows, width)
+            args += cols[::-1] if i < 2 else cols
+        return args
+
+
+def _hold(tx: Tx, req: HoldRequest, ts: int) -> HoldResult:
+    balance = tx.balances.get(req.account_id)
+    if balance is None:
+        return HoldResult(False, refusal="no_account")
+    available, refusal = balance, "insufficient_balance"
+    limited = req.key_spend_limit_nano is not None and req.key_id in tx.spent
+    if limited:
+        key_left = max(0, req.key_spend_limit_nano - tx.spent[req.key_id])
+        if key_left < available:
+            available, refusal = key_left, "key_spend_limit_reached"
+    amount = req.worst_nano
+    if amount > available:
+        # The worst case does not fit: a smaller hold (a lower output cap) may.
+        amount = req.resize(available)
+        if amount is None or amount > available:
+            return HoldResult(False, balance_after=balance, refusal=refusal)
+    tx.move(req.account_id, -amount)
+    if limited:
+        tx.spend(req.key_id, amount)
+    tx.ledger(req.account_id, "hold", -amount, req.request_id, None, ts)
+    tx._usage.append((req.request_id, req.account_id, req.key_id, req.model, req.group, req.channel_id, req.stream,
+                      "pending", amount, ts))
+    return HoldResult(True, amount=amount, balance_after=tx.balances[req.account_id])
+
+
+def _settle(tx: Tx, s: Settlement, ts: int) -> int | None:
+    if s.request_id not in tx.pending:
         return None
+    tx.pending.discard(s.request_id)
     charged = s.cost_nano
     extra = s.cost_nano - s.hold_nano
     if extra > 0:
         # The upstream reported more than the hold covered: collect what the balance allows.
-        if tx.scalar(TAKE, extra, s.account_id, extra) is None:
-            balance = tx.scalar(BALANCE_FOR_UPDATE if tx.postgres else BALANCE, s.account_id) or 0
-            collectable = max(0, balance)
-            tx.run(ADD, -collectable, s.account_id)
-            charged = s.hold_nano + collectable
-            tx.run(SET_UNCOLLECTED, charged, s.cost_nano - charged, claimed)
-    else:
-        tx.run(ADD, s.hold_nano - charged, s.account_id)
-    if s.key_limited:
-        tx.run(KEY_ADD, charged - s.hold_nano, s.key_id)
+        charged = s.hold_nano + min(extra, max(0, tx.balances[s.account_id]))
+    tx.move(s.account_id, s.hold_nano - charged)
+    if s.key_limited and s.key_id in tx.spent:
+        tx.spend(s.key_id, charged - s.hold_nano)
+    tx._settled.append((s.status, s.prompt_tokens, s.completion_tokens, s.cached_tokens, s.cache_write_tokens,
+                        charged, s.cost_nano - charged, ts, s.request_id))
     tx.ledger(s.account_id, "release", s.hold_nano, s.request_id, None, ts)
     tx.ledger(s.account_id, "charge", -charged, s.request_id, None, ts)
     return charged
 
 
-def release(tx: Tx, request_id: str, account_id: int, key_id: int, key_limited: bool, hold_nano: int,
-            status: str = "failed", error_code: str | None = None) -> bool:
-    """Give a failed call's hold back in full. False if it was already settled or released."""
-    ts = now_ms()
-    if tx.scalar(CLAIM_RELEASE, status, error_code, ts, request_id) is None:
+def _release(tx: Tx, r: Release, ts: int) -> bool:
+    if r.request_id not in tx.pending:
         return False
-    tx.run(ADD, hold_nano, account_id)
-    if key_limited:
-        tx.run(KEY_ADD, -hold_nano, key_id)
-    tx.ledger(account_id, "release", hold_nano, request_id, None, ts)
+    tx.pending.discard(r.request_id)
+    tx.move(r.account_id, r.hold_nano)
+    if r.key_limited and r.key_id in tx.spent:
+        tx.spend(r.key_id, -r.hold_nano)
+    tx._released.append((r.status, r.error_code, ts, r.request_id))
+    tx.ledger(r.account_id, "release", r.hold_nano, r.request_id, None, ts)
     return True
 
 
-def sweep(tx: Tx, older_than_ms: int) -> int:
-    """Release holds of calls pending since before `older_than_ms` (their process died)."""
-    n = 0
-    for request_id, account_id, key_id, hold_nano, limit in tx.all(ABANDONED, older_than_ms):
-        n += release(tx, request_id, account_id, key_id, limit is not None, hold_nano, status="expired",
-                     error_code="abandoned")
-    return n
-
-
-def credit(tx: Tx, account_id: int, amount_nano: int, note: str | None, kind: str = "credit") -> int | None:
-    """Add money (a top-up). Returns the new balance, or None if the account does not exist."""
-    new_balance = tx.scalar(ADD_RETURNING, amount_nano, account_id)
-    if new_balance is None:
+def _credit(tx: Tx, c: Credit, ts: int) -> int | None:
+    if c.account_id not in tx.balances:
         return None
-    tx.ledger(account_id, kind, amount_nano, None, note, now_ms())
-    return new_balance
+    tx.move(c.account_id, c.amount_nano)
+    tx.ledger(c.account_id, c.kind, c.amount_nano, None, c.note, ts)
+    return tx.balances[c.account_id]
+
+
+_APPLY = {HoldRequest: _hold, Settlement: _settle, Release: _release, Credit: _credit}
+
+
+def decide(tx: Tx, ops: list[Op]) -> list[Any]:
+    """Every operation in order, on the locked values. Results are in `ops` order."""
+    ts = now_ms()
+    return [_APPLY[type(op)](tx, op, ts) for op in ops]
+
+
+def run_sync(cursor: Any, postgres: bool, ops: list[Op]) -> list[Any]:
+    """A batch on a DB-API cursor, inside the caller's transaction."""
+    tx = Tx(postgres)
+    for kind, sql, params in tx.locks(ops):
+        cursor.execute(sql, params)
+        tx.absorb(kind, cursor.fetchall())
+    results = decide(tx, ops)
+    for sql, rows in tx.writes():
+        cursor.executemany(_numbered(sql) if postgres else sql, rows)
+    return results
+
+
+async def run_asyncpg(conn: Any, ops: list[Op]) -> list[Any]:
+    """A batch on an asyncpg connection, inside the caller's transaction: the locks,
+    then one statement for all writes."""
+    tx = Tx(True)
+    for kind, sql, params in tx.locks(ops):
+        tx.absorb(kind, await conn.fetch(sql, *params))
+    results = decide(tx, ops)
+    await conn.execute(PG_WRITE, *tx.pg_write_args())
+    return results
+
+
+def apply_on(conn: Connection, ops: list[Op]) -> list[Any]:
+    """A batch on a SQLAlchemy connection (under `run_sync` for async engines)."""
+    return run_sync(conn.connection.dbapi_connection.cursor(), conn.dialect.name == "postgresql", ops)
+
+
+async def run(conn: AsyncConnection, op: Op) -> Any:
+    """One operation from async code, in the caller's transaction: `await run(conn, Credit(...))`."""
+    return (await conn.run_sync(apply_on, [op]))[0]
+
+
+async def sweep(conn: AsyncConnection, older_than_ms: int) -> int:
+    """Release holds of calls pending since before `older_than_ms` (their process died)."""
+    rows = (await conn.exec_driver_sql(
+        ABANDONED.replace("?", "$1") if conn.dialect.name == "postgresql" else ABANDONED, (older_than_ms,))).all()
+    ops = [Release(rid, acc, kid, limit is not None, held, status="expired", error_code="abandoned")
+           for rid, acc, kid, held, limit in rows]
+    return sum((await conn.run_sync(apply_on, ops))) if ops else 0
 
 
 async def verify(conn: AsyncConnection) -> list[str]:

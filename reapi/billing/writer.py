@@ -8,9 +8,8 @@ share one commit. Operations in a batch are ordered by account so concurrent
 batches (other processes) lock rows in the same order. If a batch fails, its
 operations are retried one per transaction so one bad operation cannot fail others.
 
-Operations are synchronous functions of a `Tx` (see ledger.py): for SQLite they run
-on the sqlite3 driver directly (see SQLiteBatches), for PostgreSQL under `run_sync`
-on asyncpg.
+A batch is applied by ledger.py on the driver itself: sqlite3 (see SQLiteBatches) or
+asyncpg (see PostgresBatches), without SQLAlchemy in between.
 """
 from __future__ import annotations
 
@@ -20,16 +19,12 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reapi.billing.ledger import Tx
+from reapi.billing.ledger import Op, run_asyncpg, run_sync
 from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.billing")
-
-Op = Callable[[Tx], Any]
-
 
 class SQLiteBatches:
     """Runs a batch on SQLite with as little overhead as the file allows.
@@ -72,7 +67,7 @@ class SQLiteBatches:
 
     def _finish(self, conn: sqlite3.Connection, ops: list[Op]) -> list[Any]:
         try:
-            results = _apply_all(Tx(conn.cursor(), postgres=False), ops)
+            results = run_sync(conn.cursor(), False, ops)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -95,22 +90,56 @@ class SQLiteBatches:
                 conn.close()
 
 
+class PostgresBatches:
+    """Runs batches on PostgreSQL over plain asyncpg connections, one per writer task
+    (no pool checkout, no ping: a broken connection fails its batch and is replaced)."""
+
+    def __init__(self, dsn: str) -> None:
+        import asyncpg  # here, so SQLite deployments never load it
+
+        self.dsn = dsn
+        self._connect = asyncpg.connect
+        self._idle: list[Any] = []
+
+    async def run(self, ops: list[Op]) -> list[Any]:
+        conn = self._idle.pop() if self._idle else await self._connect(self.dsn)
+        try:
+            async with conn.transaction():
+                results = await run_asyncpg(conn, ops)
+        except BaseException:
+            conn.terminate()  # whatever state it is in, do not reuse it
+            raise
+        self._idle.append(conn)
+        return results
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+
 class BillingWriter:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, writers: int | None = None) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.sqlite: SQLiteBatches | None = None
+        self.postgres: PostgresBatches | None = None
         if engine.dialect.name == "sqlite":
             self.sqlite = SQLiteBatches(sqlite_path(engine.url))
-        # SQLite has one writer at a time anyway; PostgreSQL takes a few batches in parallel
-        # (row locks, taken in account order).
+        elif engine.dialect.name == "postgresql":
+            self.postgres = PostgresBatches(engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False))
+        # SQLite has one writer at a time anyway. PostgreSQL runs a few batches in parallel,
+        # one queue per shard of accounts: one account's operations always meet in the same
+        # batches instead of waiting on each other's row locks from parallel writers.
         self.writers = writers or (1 if self.sqlite else 4)
-        self._queue: asyncio.Queue[tuple[int, Op, asyncio.Future, Callable[[Any], None] | None]] = asyncio.Queue()
+        self._queues: list[asyncio.Queue[tuple[int, Op, asyncio.Future, Callable[[Any], None] | None]]] = [
+            asyncio.Queue() for _ in range(self.writers)]
+        self._inflight = 0
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()) for _ in range(self.writers)]
+        self._tasks = [loop.create_task(self._run(q)) for q in self._queues]
         if self.sqlite:
             self._tasks.append(loop.create_task(self._checkpoint_forever()))
 
@@ -123,8 +152,10 @@ class BillingWriter:
                 await asyncio.get_running_loop().run_in_executor(self.sqlite.thread, self.sqlite.checkpoint)
 
     async def stop(self) -> None:
-        # Let queued money operations finish before shutting down.
-        while not self._queue.empty():
+        # Let queued and running money operations finish before shutting down.
+        for _ in range(1000):
+            if not self._inflight and all(q.empty() for q in self._queues):
+                break
             await asyncio.sleep(0.01)
         for t in self._tasks:
             t.cancel()
@@ -132,8 +163,10 @@ class BillingWriter:
         self._tasks = []
         if self.sqlite:
             self.sqlite.close()
+        if self.postgres:
+            await self.postgres.close()
 
-    async def submit(self, account_id: int, op: Op, on_orphan: Callable[[Any], None] | None = None) -> Any:
+    async def submit(self, op: Op, on_orphan: Callable[[Any], None] | None = None) -> Any:
         """Run `op` in the next batch and return its result.
 
         If the caller is cancelled while waiting, the operation still completes (money
@@ -141,27 +174,34 @@ class BillingWriter:
         owner undo it, e.g. release a hold nobody will settle.
         """
         fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((account_id, op, fut, on_orphan))
+        self._queues[op.account_id % self.writers].put_nowait((op.account_id, op, fut, on_orphan))
         return await fut
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue) -> None:
         while True:
-            first = await self._queue.get()
+            first = await queue.get()
             batch = [first]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
             batch.sort(key=lambda item: item[0])
+            self._inflight += 1
             try:
-                results = await self._transaction([op for _, op, _, _ in batch])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if len(batch) > 1:
-                    log.warning("billing batch of %d failed; retrying one by one", len(batch), exc_info=True)
-                await self._one_by_one(batch)
-                continue
-            for (_, _, fut, on_orphan), result in zip(batch, results):
-                self._deliver(fut, on_orphan, result)
+                await self._batch(batch)
+            finally:
+                self._inflight -= 1
+
+    async def _batch(self, batch: list) -> None:
+        try:
+            results = await self._transaction([op for _, op, _, _ in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if len(batch) > 1:
+                log.warning("billing batch of %d failed; retrying one by one", len(batch), exc_info=True)
+            await self._one_by_one(batch)
+            return
+        for (_, _, fut, on_orphan), result in zip(batch, results):
+            self._deliver(fut, on_orphan, result)
 
     async def _one_by_one(self, batch) -> None:
         for _, op, fut, on_orphan in batch:
@@ -180,8 +220,7 @@ class BillingWriter:
         """Run `ops` in one transaction and commit."""
         if self.sqlite is not None:
             return await self.sqlite.run(ops)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(_apply_on, ops)
+        return await self.postgres.run(ops)
 
     @staticmethod
     def _deliver(fut: asyncio.Future, on_orphan, result) -> None:
@@ -189,13 +228,3 @@ class BillingWriter:
             fut.set_result(result)
         elif on_orphan is not None:
             on_orphan(result)
-
-
-def _apply_all(tx: Tx, ops: list[Op]) -> list[Any]:
-    results = [op(tx) for op in ops]
-    tx.flush()
-    return results
-
-
-def _apply_on(conn: Connection, ops: list[Op]) -> list[Any]:
-    return _apply_all(Tx(conn.connection.dbapi_connection.cursor(), conn.dialect.name == "postgresql"), ops)

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import redis.asyncio as aioredis
@@ -122,6 +123,13 @@ return out
 _SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()
 
 
+@dataclass(slots=True)
+class _Adjust:
+    rules: Sequence[Rule]
+    delta: int
+    done: asyncio.Future
+
+
 class RedisLimiter(Limiter):
     """GCRA limits shared through Redis, degrading to a per-process limiter.
 
@@ -183,6 +191,10 @@ class RedisLimiter(Limiter):
         # Test hook only: a callable returning "now" in microseconds, sent to the
         # script instead of using Redis TIME.  Never set in production.
         self._clock_us: Callable[[], int] | None = None
+        # Token corrections per key set: the one waiting to be sent (others add to it)
+        # and the one in flight. Under load one call carries many requests' corrections.
+        self._adjust_next: dict[tuple[str, ...], _Adjust] = {}
+        self._adjust_busy: dict[tuple[str, ...], asyncio.Future] = {}
 
     @property
     def degraded(self) -> bool:
@@ -247,19 +259,40 @@ class RedisLimiter(Limiter):
         return Decision(False, kind, res[2] / 1e6, headers)
 
     async def adjust(self, rules: Sequence[Rule], delta_tokens: int) -> None:
+        """Correct the token counts; returns once the correction is applied. While a
+        correction for the same keys is in flight, later ones are summed into the next
+        call, so there is at most one call per key set in flight."""
         if not delta_tokens or not rules:
             return
         prefix = self._prefix
-        keys: list[str] = []
-        args: list[object] = ["j", "" if self._clock_us is None else self._clock_us(), delta_tokens]
-        for r in rules:
-            if r.tpm is not None:
-                keys.append(prefix + r.key + ":t")
-                args.append(r.tpm)
+        keys = tuple(prefix + r.key + ":t" for r in rules if r.tpm is not None)
         if not keys:
             return
-        if await self._call(keys, args) is None:
-            await self.fallback.adjust(rules, delta_tokens)
+        nxt = self._adjust_next.get(keys)
+        if nxt is None:
+            loop = asyncio.get_running_loop()
+            nxt = self._adjust_next[keys] = _Adjust(rules, 0, loop.create_future())
+            loop.create_task(self._send_adjust(keys, nxt))  # not the caller's: a cancelled caller cannot drop it
+        nxt.delta += delta_tokens
+        await asyncio.shield(nxt.done)
+
+    async def _send_adjust(self, keys: tuple[str, ...], nxt: _Adjust) -> None:
+        try:
+            prev = self._adjust_busy.get(keys)
+            if prev is not None:
+                await asyncio.wait([prev])
+            del self._adjust_next[keys]  # from here on, new corrections start the next call
+            self._adjust_busy[keys] = nxt.done
+            if nxt.delta:
+                args: list[object] = ["j", "" if self._clock_us is None else self._clock_us(), nxt.delta]
+                args += [r.tpm for r in nxt.rules if r.tpm is not None]
+                if await self._call(list(keys), args) is None:
+                    await self.fallback.adjust(nxt.rules, nxt.delta)
+        finally:
+            if self._adjust_busy.get(keys) is nxt.done:
+                del self._adjust_busy[keys]
+            if not nxt.done.done():
+                nxt.done.set_result(None)
 
     async def close(self) -> None:
         try:

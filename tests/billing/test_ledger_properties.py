@@ -6,7 +6,7 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from reapi.billing.ledger import HoldRequest, Settlement, credit, hold, release, settle, verify
+from reapi.billing.ledger import Credit, HoldRequest, Release, Settlement, verify
 from reapi.billing.ledger import run as ledger_run
 from reapi.billing.writer import BillingWriter
 from reapi.store import queries
@@ -42,7 +42,7 @@ async def run(url, ops, start):
         async with engine.begin() as conn:
             acc = (await queries.create_account(conn, "p"))["id"]
             if start:
-                await ledger_run(conn, credit, acc, start, "start")
+                await ledger_run(conn, Credit(acc, start, "start"))
         credits = start
         charged_total = 0
 
@@ -51,23 +51,23 @@ async def run(url, ops, start):
             rid = f"r{next(ids)}"
             req = HoldRequest(rid, acc, 1, None, "m", "default", 1, True, worst,
                               resize=lambda avail: avail if avail >= 10 else None)
-            res = await writer.submit(acc, lambda c: hold(c, req))
+            res = await writer.submit(req)
             if not res.ok:
                 return
             assert res.balance_after >= 0
             await asyncio.sleep(0)
             if outcome == "fail":
-                await writer.submit(acc, lambda c: release(c, rid, acc, 1, False, res.amount))
+                await writer.submit(Release(rid, acc, 1, False, res.amount))
                 return
             cost = res.amount * pct // 100 if outcome != "overrun" else res.amount + 1_000
             s = Settlement(rid, acc, 1, False, res.amount, cost, 1, 1,
                            status="client_closed" if outcome == "disconnect" else "ok")
-            got = await writer.submit(acc, lambda c: settle(c, s))
+            got = await writer.submit(s)
             charged_total += got
 
         async def add(amount):
             nonlocal credits
-            await writer.submit(acc, lambda c: credit(c, acc, amount, None))
+            await writer.submit(Credit(acc, amount, None))
             credits += amount
 
         await asyncio.gather(*(call(a, o, p) if kind == "call" else add(a) for kind, a, o, p in ops))

@@ -69,6 +69,36 @@ async def test_200_concurrent_admits_against_rpm_50(redis_url, prefix):
         await b.close()
 
 
+async def test_concurrent_token_corrections_are_coalesced_and_exact(redis_url, prefix):
+    lim = RedisLimiter(redis_url, prefix=prefix, timeout_s=2.0)
+    rule = [Rule("acct:co", rpm=None, tpm=100_000)]
+    calls = 0
+    real = lim._r.evalsha
+
+    async def counting(*args):  # counts round trips to Redis; the script still runs for real
+        nonlocal calls
+        calls += 1
+        return await real(*args)
+
+    lim._r.evalsha = counting
+    now = int(time.time() * 1e6)
+    lim._clock_us = lambda: now  # time stands still: nothing refills while the test runs
+    try:
+        assert (await lim.admit(rule, 100_000)).allowed  # the bucket is now empty
+        calls = 0
+        # 100 corrections at once give back 100 x 300 tokens, in far fewer calls
+        await asyncio.gather(*(lim.adjust(rule, -300) for _ in range(100)))
+        assert calls <= 3, calls
+        assert not (await lim.admit(rule, 30_001)).allowed  # exactly 30,000 came back
+        assert (await lim.admit(rule, 30_000)).allowed
+        # each caller returns only once its correction is applied
+        await lim.adjust(rule, -1_000)
+        assert (await lim.admit(rule, 1_000)).allowed
+        assert not lim.degraded
+    finally:
+        await lim.close()
+
+
 async def test_keys_expire_when_refilled(redis_url, prefix):
     lim = RedisLimiter(redis_url, prefix=prefix, timeout_s=2.0)
     r = _sync(redis_url)
