@@ -14,8 +14,22 @@ from reapi.settings import Settings
 log = logging.getLogger("reapi")
 
 
+def setup_logging(level: str) -> None:
+    """Give reapi's own loggers a handler once per process (uvicorn configures only its own):
+    level, time and pid on each line, so the workers of one deployment can be told apart."""
+    root = logging.getLogger("reapi")
+    root.setLevel(level.upper())
+    if not any(getattr(h, "_reapi", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s reapi[%(process)d] %(name)s: %(message)s"))
+        handler._reapi = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
 def create_app(settings: Settings | None = None):
-    gw = Gateway(settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    setup_logging(settings.log_level)
+    gw = Gateway(settings)
     admin = build_admin(gw)
 
     async def app(scope, receive, send):

@@ -166,3 +166,19 @@ def test_registry_is_not_the_global_default():
     assert metrics.REGISTRY is not DEFAULT
     names = {m.name for m in DEFAULT.collect()}
     assert not any(n.startswith("reapi_") for n in names)
+
+
+def test_reapi_logs_reach_stderr_at_the_configured_level(tmp_path):
+    # uvicorn configures only its own loggers; create_app must give reapi's a handler.
+    import subprocess
+    import sys
+
+    code = ("import logging; from reapi.app import create_app; create_app(); "
+            "logging.getLogger('reapi.requests').info('req_x refused 429'); "
+            "logging.getLogger('reapi.limits').warning('redis down')")
+    for level, expect_info in (("info", True), ("warning", False)):
+        env = {"REAPI_DATABASE_URL": f"sqlite:///{tmp_path}/l.db", "REAPI_LOG_LEVEL": level, "PATH": "/usr/bin"}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert ("INFO reapi[" in out.stderr and "req_x refused 429" in out.stderr) is expect_info, out.stderr
+        assert "WARNING reapi[" in out.stderr and "reapi.limits: redis down" in out.stderr

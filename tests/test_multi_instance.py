@@ -35,6 +35,9 @@ import redis
 
 from tests.harness import ADMIN_KEY, UPSTREAM_KEY, create_pg_database, drop_pg_database
 
+# One xdist worker runs the whole module, so only one set of processes is started.
+pytestmark = pytest.mark.xdist_group("multi_instance")
+
 MODEL = "gpt-5.5"
 PRICE = {"input_usd_per_mtok": "5.00", "output_usd_per_mtok": "30.00", "context_window": 100_000,
          "max_output_tokens": 1_000}
