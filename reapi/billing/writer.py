@@ -130,8 +130,11 @@ class BillingWriter:
                 hide_password=False))
         # SQLite has one writer at a time anyway. PostgreSQL runs a few batches in parallel,
         # one queue per shard of accounts: one account's operations always meet in the same
-        # batches instead of waiting on each other's row locks from parallel writers.
+        # batches instead of spreading over parallel writers' row locks. Each shard keeps
+        # two batches in flight: the second is sent while the first commits and takes the
+        # row locks the moment they are free, instead of a round trip later.
         self.writers = writers or (1 if self.sqlite else 4)
+        self.depth = 1 if self.sqlite else 2
         self._queues: list[asyncio.Queue[tuple[int, Op, asyncio.Future, Callable[[Any], None] | None]]] = [
             asyncio.Queue() for _ in range(self.writers)]
         self._inflight = 0
@@ -139,7 +142,7 @@ class BillingWriter:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run(q)) for q in self._queues]
+        self._tasks = [loop.create_task(self._run(q)) for q in self._queues for _ in range(self.depth)]
         if self.sqlite:
             self._tasks.append(loop.create_task(self._checkpoint_forever()))
 

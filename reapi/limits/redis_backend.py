@@ -159,6 +159,9 @@ class RedisLimiter(Limiter):
         "_down",
         "_probe_at",
         "_clock_us",
+        "_adjust_next",
+        "_adjust_busy",
+        "_batch",
     )
 
     def __init__(
@@ -195,6 +198,8 @@ class RedisLimiter(Limiter):
         # and the one in flight. Under load one call carries many requests' corrections.
         self._adjust_next: dict[tuple[str, ...], _Adjust] = {}
         self._adjust_busy: dict[tuple[str, ...], asyncio.Future] = {}
+        # Script calls made in the same event-loop turn, sent together as one pipeline.
+        self._batch: list[tuple[list[str], list[object], asyncio.Future]] = []
 
     @property
     def degraded(self) -> bool:
@@ -301,7 +306,32 @@ class RedisLimiter(Limiter):
             await self.fallback.close()
 
     async def _call(self, keys: list[str], args: list[object]):
-        """Run the script; None means "Redis unavailable: use the fallback"."""
+        """Run the script; None means "Redis unavailable: use the fallback".
+
+        Calls made during one turn of the event loop go to Redis as one pipeline: one
+        write and one read for all of them. Each script still runs atomically on its own."""
+        fut = asyncio.get_running_loop().create_future()
+        self._batch.append((keys, args, fut))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[list[str], list[object], asyncio.Future]]) -> None:
+        results = None
+        try:
+            results = await self._run_scripts([(keys, args) for keys, args, _ in batch])
+        except Exception:  # a bug, not an outage: log it, and let the fallback answer
+            log.exception("rate limiter batch failed")
+        finally:
+            for i, (_, _, fut) in enumerate(batch):
+                if not fut.done():
+                    fut.set_result(None if results is None else results[i])
+
+    async def _run_scripts(self, calls: list[tuple[list[str], list[object]]]) -> list | None:
         probing = False
         if self._down:
             now = time.monotonic()
@@ -328,12 +358,18 @@ class RedisLimiter(Limiter):
             # One deadline for connect + round trip(s); a cancelled read makes
             # redis-py drop that connection, so no reply is ever misrouted.
             async with asyncio.timeout(self._timeout):
-                try:
-                    res = await self._r.evalsha(_SHA, len(keys), *keys, *args)
-                except NoScriptError:
-                    # First use, or Redis restarted / SCRIPT FLUSH: load and retry.
+                res = await self._pipeline(calls)
+                missing = [i for i, r in enumerate(res) if isinstance(r, NoScriptError)]
+                if missing:
+                    # First use, or Redis restarted / SCRIPT FLUSH: load it and run the
+                    # calls that did not run (only those: the others already counted).
                     await self._r.script_load(GCRA_LUA)
-                    res = await self._r.evalsha(_SHA, len(keys), *keys, *args)
+                    again = await self._pipeline([calls[i] for i in missing])
+                    for i, r in zip(missing, again):
+                        res[i] = r
+                for r in res:
+                    if isinstance(r, Exception):
+                        raise r
         except (RedisError, OSError) as e:  # OSError includes TimeoutError
             self._failed(e, "")
             return None
@@ -342,6 +378,18 @@ class RedisLimiter(Limiter):
         if probing:
             self._recovered()
         return res
+
+    async def _pipeline(self, calls: list[tuple[list[str], list[object]]]) -> list:
+        if len(calls) == 1:
+            keys, args = calls[0]
+            try:
+                return [await self._r.evalsha(_SHA, len(keys), *keys, *args)]
+            except NoScriptError as e:
+                return [e]
+        pipe = self._r.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(_SHA, len(keys), *keys, *args)
+        return await pipe.execute(raise_on_error=False)
 
     def _failed(self, e: BaseException, what: str) -> None:
         self._probe_at = time.monotonic() + self._retry_interval

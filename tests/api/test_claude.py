@@ -4,12 +4,16 @@ The official openai SDK talks to the gateway; the gateway's `anthropic` channel
 talks to the demo upstream's Anthropic Messages endpoint (POST /v1/messages).
 What reached the upstream is read back from the demo upstream's request log.
 """
+import asyncio
 import json
 from decimal import Decimal
 
+import aiohttp
 import openai
 import pytest
 
+from reapi.billing import tokens
+from reapi.mock_upstream.anthropic_format import count_prompt as anthropic_count_prompt
 from tests.harness import UPSTREAM_KEY
 
 MODEL = "claude-sonnet-4-6"
@@ -351,3 +355,41 @@ def _usd(nano: int) -> str:
     whole, frac = divmod(nano, 10**9)
     digits = f"{frac:09d}".rstrip("0").ljust(2, "0")
     return f"{whole}.{digits}"
+
+
+async def test_client_disconnect_charges_upstreams_input_count(gateway, upstream):
+    """A Claude stream the client leaves early is charged for the prompt as Anthropic counted it in message_start,
+    not for the gateway's own estimate (o200k + CLAUDE_MARGIN_PERCENT) that sized the hold."""
+    s = await setup(gateway, upstream)
+    text = "Tell me a long story about the sea and the ships that sail on it, one port at a time. " * 20
+    body = {"model": MODEL, "stream": True, "max_tokens": 500,
+            "messages": user(text + "[mock words=200] [mock chunk_delay_ms=30]")}
+    ours = tokens.count_prompt(body, "claude")
+    got = 0
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gateway.url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {s['key']}"}) as r:
+            assert r.status == 200
+            async for line in r.content:
+                got += line.startswith(b"data: {") and b'"content":"' in line and b'"content":""' not in line
+                if got == 5:
+                    break
+            r.close()
+    for _ in range(100):
+        [rec] = await gateway.usage(s["account_id"])
+        if rec["status"] != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert rec["status"] == "client_closed"
+    # what the demo upstream reported as input_tokens in message_start (o200k of the text, no margin)
+    theirs = anthropic_count_prompt((await last_upstream(upstream))["body"])
+    assert 0 < theirs < ours
+    assert rec["prompt_tokens"] == theirs
+    assert 5 <= rec["completion_tokens"] < 200
+    assert rec["cost_usd"] == _usd(theirs * 3000 + rec["completion_tokens"] * 15000)
+    for _ in range(100):
+        if (await upstream.stats())["streams_cancelled"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert (await upstream.stats())["streams_cancelled"] == 1  # the upstream call was cancelled, not run out
+    assert await gateway.verify() == []

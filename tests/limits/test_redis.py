@@ -126,6 +126,11 @@ async def test_noscript_is_reloaded(redis_server):
         assert (await lim.admit(rule, 0)).allowed
         assert not (await lim.admit(rule, 0)).allowed
         assert not lim.degraded
+        # concurrent calls go as one pipeline: after a flush, each runs exactly once
+        c.script_flush()
+        many = [Rule("k2", rpm=10, tpm=None)]
+        ds = await asyncio.gather(*(lim.admit(many, 0) for _ in range(25)))
+        assert sum(d.allowed for d in ds) == 10 and not lim.degraded
     finally:
         c.close()
         await lim.close()
