@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import time
+from typing import Callable
 
 import aiohttp
 import orjson
@@ -28,7 +29,7 @@ from reapi.catalog import ApiKey, Channel, Price
 from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.limits import Decision, Rule
-from reapi.relay.base import Adapter, Usage
+from reapi.relay.base import Adapter, StreamConverter, Usage
 from reapi.relay.select import pick
 from reapi.store.cache import hash_key
 
@@ -37,6 +38,11 @@ log = logging.getLogger("reapi.requests")
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 DONE = b"data: [DONE]\n\n"
+
+
+def sse_error(err: GatewayError, request_id: str) -> bytes:
+    """An error once an OpenAI stream has started: the error envelope as its last `data:` event."""
+    return b"data: " + err.body() + b"\n\n"
 
 
 _REQUEST_PREFIX = "req_" + os.urandom(8).hex()  # per process: ids stay unique across instances
@@ -143,19 +149,28 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     call.n = body.get("n") or 1
     if getattr(call.adapter, "requires_max_tokens", False) or requested and requested > price.max_output_tokens:
         call.send_cap = call.cap
+    await reserve(call, call.cap)
 
-    call.rules = limit_rules(gw, key, group)
+
+async def reserve(call: Call, asked: int) -> None:
+    """The end of both routes' admit: rate limits, then the hold, then the headers they add.
+
+    Admits prompt + cap x n tokens against the key's and group's limits (429 when refused), places
+    the hold (402 when the balance cannot pay; it may lower call.send_cap to what the balance pays)
+    and announces a cap sent upstream below `asked`, the cap the client asked for, in
+    x-reapi-output-cap."""
+    gw = call.gw
+    call.rules = limit_rules(gw, call.key, call.group)
     if call.rules:
         call.admitted_tokens = call.prompt_tokens + call.cap * call.n
         decision = await gw.limiter.admit(call.rules, call.admitted_tokens)
         call.headers += headers_list(decision.headers.items())
         if not decision.allowed:
-            metrics.rate_limited(group, decision.kind or "requests")
+            metrics.rate_limited(call.group, decision.kind or "requests")
             raise rate_limit_error(decision)
-
     call.hold = await place_hold(call)
     call.headers.append((b"x-reapi-balance-usd", format_usd(call.hold.balance_after).encode()))
-    if call.send_cap is not None and call.send_cap < call.cap:
+    if call.send_cap is not None and call.send_cap < asked:
         call.headers.append((b"x-reapi-output-cap", str(call.send_cap).encode()))
 
 
@@ -233,6 +248,20 @@ def counted_usage(call: Call, produced: str) -> Usage:
     return Usage(prompt_tokens=call.prompt_tokens, completion_tokens=tokens.count_completion(produced))
 
 
+def usage_so_far(call: Call, conv: StreamConverter) -> Usage:
+    """Usage of a stream the client left: the upstream's own when it was reported; else the prompt as the
+    upstream counted it early (`conv.input_usage()`, Anthropic's message_start) or, failing that, as we
+    did (our estimate, with its Claude margin), plus the tokens produced so far."""
+    if conv.usage is not None:
+        return conv.usage
+    early = getattr(conv, "input_usage", None)
+    usage = early() if early is not None else None
+    if usage is None:
+        return counted_usage(call, conv.produced_text())
+    usage.completion_tokens = tokens.count_completion(conv.produced_text())
+    return usage
+
+
 def completion_text(obj: dict) -> str:
     parts = []
     for choice in obj.get("choices") or ():
@@ -242,6 +271,11 @@ def completion_text(obj: dict) -> str:
             fn = tc.get("function") or {}
             parts.append((fn.get("name") or "") + (fn.get("arguments") or ""))
     return "".join(p for p in parts if isinstance(p, str))
+
+
+def stream_ended() -> GatewayError:
+    return GatewayError(502, "The upstream stream ended early. The call was not charged.",
+                        type="upstream_error", code="upstream_stream_ended")
 
 
 def upstream_failure(exc: BaseException) -> GatewayError:
@@ -278,7 +312,8 @@ async def relay_once(call: Call, send: Send, receive: Receive) -> None:
             await finish_failed(call, err.code or "upstream_error")
             raise err
         if call.stream:
-            await relay_stream(call, resp, send, receive)
+            conv = adapter.stream_converter(call.model, channel.upstream_model(call.model), call.include_usage)
+            await relay_stream(call, resp, send, receive, conv)
         else:
             await relay_whole(call, resp, send)
     finally:
@@ -318,9 +353,22 @@ async def relay_whole(call: Call, resp: aiohttp.ClientResponse, send: Send) -> N
     await send_bytes(send, 200, out, call.headers)
 
 
-async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, receive: Receive) -> None:
+async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, receive: Receive,
+                       conv: StreamConverter, *, raw_lines: bool = False, end: Callable[[], bytes] | None = None,
+                       error_event: Callable[[GatewayError, str], bytes] = sse_error) -> None:
+    """Relay one upstream SSE stream through `conv`, then settle or release: both routes' streams.
+
+    `conv` gets the payload of each upstream `data:` line (a reapi.relay.base.StreamConverter) or, with
+    raw_lines, every upstream line as it came (reapi.api.messages.EventRelay). What it returns is sent
+    at once; it ends the relay by setting `finished`, or by raising GatewayError for an upstream error.
+    A watcher closes the upstream response the moment the client disconnects. Then, one of:
+    - client gone: charged the prompt and what was produced (usage_so_far), status client_closed;
+    - failure (error, broken stream, or an end without `finished` nor usage): the hold released and
+      `error_event(err, request_id)` sent as the last event;
+    - success: settled on the upstream's usage (else our count) BEFORE the terminator is sent, so once
+      the client sees it the books agree. The terminator is `end()`, by default OpenAI's [DONE].
+    """
     gw = call.gw
-    conv = call.adapter.stream_converter(call.model, call.channel.upstream_model(call.model), call.include_usage)
     gone = asyncio.Event()
 
     async def watch() -> None:
@@ -332,13 +380,17 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, rec
     watcher = asyncio.get_running_loop().create_task(watch())
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.headers})
     call.streaming = True
+    feed = conv.feed
     ttft = None
     failure: GatewayError | None = None
     try:
         async for line in resp.content:
-            if line[:5] != b"data:":
+            if raw_lines:
+                events = feed(line)
+            elif line[:5] == b"data:":
+                events = feed(line[5:].strip())
+            else:
                 continue
-            events = conv.feed(line[5:].strip())
             if events:
                 if ttft is None:
                     ttft = time.perf_counter() - call.started
@@ -354,28 +406,27 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, rec
 
     if gone.is_set():
         # The client left: charge the prompt and what was produced so far (README "Billing").
-        usage = conv.usage or counted_usage(call, conv.produced_text())
+        usage = usage_so_far(call, conv)
         charged = await finish_ok(call, usage, status="client_closed")
         metrics.observe_request(call.model, call.group, 499, ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
                                 completion_tokens=usage.completion_tokens, cost_nano=charged)
         return
     if failure is None and not conv.finished and conv.usage is None:
-        failure = GatewayError(502, "The upstream stream ended early. The call was not charged.",
-                               type="upstream_error", code="upstream_stream_ended")
+        failure = stream_ended()
     if failure is not None:
         gw.health.record_failure(call.channel.id)
         await finish_failed(call, failure.code or "upstream_error")
         call.status = failure.status
         metrics.observe_request(call.model, call.group, failure.status, ttft_s=ttft)
-        await send({"type": "http.response.body", "body": b"data: " + failure.body() + b"\n\n"})
+        await send({"type": "http.response.body", "body": error_event(failure, call.request_id)})
         return
     gw.health.record_success(call.channel.id)
     usage = conv.usage or counted_usage(call, conv.produced_text())
-    charged = await finish_ok(call, usage)  # settle before [DONE]: once the client sees it, the books agree
+    charged = await finish_ok(call, usage)  # settle before the terminator: once the client sees it, the books agree
     metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
                             ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=charged)
-    await send({"type": "http.response.body", "body": DONE})
+    await send({"type": "http.response.body", "body": DONE if end is None else end()})
 
 
 async def chat_completions(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None:
@@ -404,6 +455,6 @@ async def chat_completions(gw: Gateway, scope: dict, receive: Receive, send: Sen
         log.exception("%s failed inside the gateway", call.request_id)
         await finish_failed(call, "internal_error")
         if call.streaming:
-            await send({"type": "http.response.body", "body": b"data: " + INTERNAL_ERROR.body() + b"\n\n"})
+            await send({"type": "http.response.body", "body": sse_error(INTERNAL_ERROR, call.request_id)})
         else:
             await send_error(send, INTERNAL_ERROR, call.headers)

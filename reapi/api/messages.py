@@ -42,15 +42,15 @@ import aiohttp
 import orjson
 
 from reapi import metrics
-from reapi.api.chat import (SSE_HEADERS, Call, finish_failed, finish_ok, limit_rules, new_request_id, place_hold,
-                            rate_limit_error, resolve_model, upstream_failure)
+from reapi.api.chat import (Call, finish_failed, finish_ok, new_request_id, relay_stream, reserve, resolve_model,
+                            stream_ended, upstream_failure)
 from reapi.api.http import (ClientGone, Receive, Send, bearer, header, headers_list, read_body, send_bytes)
 from reapi.billing import tokens
 from reapi.billing.money import format_usd
-from reapi.catalog import ApiKey
+from reapi.catalog import ApiKey, Channel
 from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
-from reapi.relay.anthropic import ANTHROPIC_VERSION, _usage as anthropic_usage, error_from_anthropic, upstream_url
+from reapi.relay.anthropic import ANTHROPIC_VERSION, error_from_anthropic, upstream_url, usage_from_anthropic
 from reapi.relay.base import Usage
 from reapi.relay.select import pick
 from reapi.store.cache import hash_key
@@ -157,19 +157,7 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     call.prompt_tokens = await tokens.count_prompt_async(_openai_view(body), "claude")
     call.n = 1
     call.cap = call.send_cap = min(body["max_tokens"], call.price.max_output_tokens)
-
-    call.rules = limit_rules(gw, key, group)
-    if call.rules:
-        call.admitted_tokens = call.prompt_tokens + call.cap
-        decision = await gw.limiter.admit(call.rules, call.admitted_tokens)
-        call.headers += headers_list(decision.headers.items())
-        if not decision.allowed:
-            metrics.rate_limited(group, decision.kind or "requests")
-            raise rate_limit_error(decision)
-    call.hold = await place_hold(call)  # may lower call.send_cap to what the balance pays
-    call.headers.append((b"x-reapi-balance-usd", format_usd(call.hold.balance_after).encode()))
-    if call.send_cap < body["max_tokens"]:
-        call.headers.append((b"x-reapi-output-cap", str(call.send_cap).encode()))
+    await reserve(call, body["max_tokens"])  # a cap below the client's max_tokens (the model's, or the balance's)
 
 
 async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
@@ -201,7 +189,9 @@ async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
             await finish_failed(call, err.code or "upstream_error")
             raise err
         if call.stream:
-            await relay_events(call, resp, send, receive)
+            events = EventRelay(call.model, channel)
+            await relay_stream(call, resp, send, receive, events, raw_lines=True, end=events.end,
+                               error_event=error_event)
         else:
             await relay_message(call, resp, send)
     finally:
@@ -231,7 +221,7 @@ async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send) ->
         raise err from None
     gw.health.record_success(call.channel.id)
     if isinstance(msg.get("usage"), dict):
-        usage = anthropic_usage(msg["usage"])
+        usage = usage_from_anthropic(msg["usage"])
     else:
         usage = Usage(call.prompt_tokens, tokens.count_completion(_produced(msg.get("content"))))
     if msg.get("model") != call.model:
@@ -266,95 +256,90 @@ def error_event(err: GatewayError, request_id: str) -> bytes:
     return b"event: error\ndata: " + error_json(err, request_id) + b"\n\n"
 
 
-async def relay_events(call: Call, resp: aiohttp.ClientResponse, send: Send, receive: Receive) -> None:
-    gw = call.gw
-    gone = asyncio.Event()
+class EventRelay:
+    """Anthropic's event stream passed through for chat.relay_stream(raw_lines=True), fed every upstream line.
 
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone.set()
-        resp.close()  # cancel the upstream request at once: its socket closes now
+    An event goes on once its blank line arrives, byte for byte except `model` in message_start;
+    message_stop is held back (`end()`) until the bill is settled. Only message_start, message_delta,
+    message_stop and error payloads are parsed; content_block_delta payloads are kept and parsed only
+    if the client leaves early (`produced_text()`). Usage: message_start's, merged with each
+    message_delta's (cumulative); message_stop before any message_delta is an early end (502)."""
 
-    watcher = asyncio.get_running_loop().create_task(watch())
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.headers})
-    call.streaming = True
-    ttft = None
-    started: dict = {}  # message_start's usage
-    usage: Usage | None = None  # set at message_delta (cumulative)
-    deltas: list[bytes] = []  # content_block_delta payloads, parsed only if the client leaves early
-    event = b""  # the current event's name
-    pending: list[bytes] = []  # the current event's lines
-    last = b""  # message_stop, held back until the bill is settled
-    failure: GatewayError | None = None
-    try:
-        async for line in resp.content:
-            if not line.strip():  # a blank line ends an event: pass it on now
-                if pending:
-                    pending.append(line)
-                    if event == b"message_stop":
-                        last = b"".join(pending)
-                        break
-                    if ttft is None:
-                        ttft = time.perf_counter() - call.started
-                    await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
-                    pending, event = [], b""
-                continue
-            if line[:6] == b"event:":
-                event = line[6:].strip()
-            elif line[:5] == b"data:":
-                if event == b"content_block_delta":
-                    deltas.append(line[5:])
-                elif event in _PARSED_EVENTS:
-                    ev = orjson.loads(line[5:])
-                    kind = ev.get("type") if isinstance(ev, dict) else None
-                    event = event or (kind or "").encode()
-                    if kind == "message_start":
-                        msg = ev.get("message") or {}
-                        started = dict(msg.get("usage") or {})
-                        if msg.get("model") != call.model:
-                            msg["model"] = call.model
-                            line = b"data: " + orjson.dumps(ev) + b"\n"
-                    elif kind == "message_delta":
-                        usage = anthropic_usage({**started, **{k: v for k, v in (ev.get("usage") or {}).items()
-                                                               if v is not None}})
-                    elif kind == "content_block_delta":
-                        deltas.append(line[5:])
-                    elif kind == "error":
-                        err = ev.get("error") or {}  # mapped like an HTTP error: scrubbed, the channel's auth -> 502
-                        failure = error_from_anthropic(500, err.get("type"), err.get("message"), call.channel)
-                        break
+    __slots__ = ("model", "channel", "usage", "finished", "started", "deltas", "event", "pending", "last")
+
+    def __init__(self, model: str, channel: Channel) -> None:
+        self.model = model  # the public name, set back in message_start
+        self.channel = channel
+        self.usage: Usage | None = None  # set at message_delta
+        self.finished = False  # message_stop arrived
+        self.started: dict = {}  # message_start's usage
+        self.deltas: list[bytes] = []  # content_block_delta payloads
+        self.event = b""  # the current event's name
+        self.pending: list[bytes] = []  # the current event's lines
+        self.last = b""  # message_stop
+
+    def feed(self, line: bytes) -> list[bytes] | None:
+        if not line.strip():  # a blank line ends an event: pass it on now
+            pending = self.pending
+            if not pending:
+                return None
             pending.append(line)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        failure = _bad_response() if isinstance(exc, ValueError) else upstream_failure(exc)
-    finally:
-        watcher.cancel()
+            if self.event == b"message_stop":
+                if self.usage is None:
+                    raise stream_ended()
+                self.last = b"".join(pending)
+                self.finished = True
+                return None
+            self.pending, self.event = [], b""
+            return pending
+        if line[:6] == b"event:":
+            self.event = line[6:].strip()
+        elif line[:5] == b"data:":
+            if self.event == b"content_block_delta":
+                self.deltas.append(line[5:])
+            elif self.event in _PARSED_EVENTS:
+                line = self._parse(line)
+        self.pending.append(line)
+        return None
 
-    if gone.is_set():
-        # The client left: charge the prompt and what was produced so far (README "Billing").
-        if usage is None:
-            usage = anthropic_usage(started) if started else Usage(call.prompt_tokens)
-            usage.completion_tokens = tokens.count_completion(_produced([_delta(d) for d in deltas]))
-        charged = await finish_ok(call, usage, status="client_closed")
-        metrics.observe_request(call.model, call.group, 499, ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
-                                completion_tokens=usage.completion_tokens, cost_nano=charged)
-        return
-    if failure is None and usage is None:
-        failure = GatewayError(502, "The upstream stream ended early. The call was not charged.",
-                               type="upstream_error", code="upstream_stream_ended")
-    if failure is not None:
-        gw.health.record_failure(call.channel.id)
-        await finish_failed(call, failure.code or "upstream_error")
-        call.status = failure.status
-        metrics.observe_request(call.model, call.group, failure.status, ttft_s=ttft)
-        await send({"type": "http.response.body", "body": error_event(failure, call.request_id)})
-        return
-    gw.health.record_success(call.channel.id)
-    charged = await finish_ok(call, usage)  # settle before message_stop: once the client sees it, the books agree
-    metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
-                            ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
-                            completion_tokens=usage.completion_tokens, cost_nano=charged)
-    await send({"type": "http.response.body", "body": last or (b"".join(pending) + b"\n" if pending else b"")})
+    def _parse(self, line: bytes) -> bytes:
+        """A parsed event's data line: usage noted, errors raised; returned with the model set back."""
+        try:
+            ev = orjson.loads(line[5:])
+            kind = ev.get("type") if isinstance(ev, dict) else None
+            self.event = self.event or (kind or "").encode()
+            if kind == "message_start":
+                msg = ev.get("message") or {}
+                self.started = dict(msg.get("usage") or {})
+                if msg.get("model") != self.model:
+                    msg["model"] = self.model
+                    line = b"data: " + orjson.dumps(ev) + b"\n"
+            elif kind == "message_delta":
+                self.usage = usage_from_anthropic({**self.started, **{
+                    k: v for k, v in (ev.get("usage") or {}).items() if v is not None}})
+            elif kind == "content_block_delta":
+                self.deltas.append(line[5:])
+            elif kind == "error":
+                err = ev.get("error") or {}  # mapped like an HTTP error: scrubbed, the channel's auth -> 502
+                raise error_from_anthropic(500, err.get("type"), err.get("message"), self.channel)
+        except ValueError:
+            raise _bad_response() from None
+        return line
+
+    def end(self) -> bytes:
+        """The last bytes to send, once settled: message_stop, or what was left of an unfinished event."""
+        return self.last or (b"".join(self.pending) + b"\n" if self.pending else b"")
+
+    def input_usage(self) -> Usage | None:
+        """message_start's usage (the prompt as Anthropic counted it), completion_tokens 0; None if none came."""
+        if not self.started:
+            return None
+        usage = usage_from_anthropic(self.started)
+        usage.completion_tokens = 0
+        return usage
+
+    def produced_text(self) -> str:
+        return _produced([_delta(d) for d in self.deltas])
 
 
 async def messages(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None:

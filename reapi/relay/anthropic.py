@@ -516,7 +516,14 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
 
 # ---------------------------------------------------------------- responses
 
-def _usage(u: dict | None) -> Usage:
+def usage_from_anthropic(u: dict | None) -> Usage:
+    """An Anthropic `usage` object (a message's, or message_start's / message_delta's) in billing terms.
+
+    prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens
+    (Anthropic's input_tokens excludes both cache parts; ours counts every input token),
+    cached_tokens = the cache read, cache_write_tokens = the cache creation,
+    completion_tokens = output_tokens. Missing or null fields count as 0.
+    """
     u = u or {}
     inp = int(u.get("input_tokens") or 0)
     read = int(u.get("cache_read_input_tokens") or 0)
@@ -701,7 +708,7 @@ class AnthropicStreamConverter:
             usage = ev.get("usage") or {}
             merged = dict(self._input)
             merged.update({k: v for k, v in usage.items() if v is not None})
-            self.usage = _usage(merged)
+            self.usage = usage_from_anthropic(merged)
             stop = (ev.get("delta") or {}).get("stop_reason")
             return [self._chunk({}, finish_reason(stop))]
 
@@ -710,7 +717,7 @@ class AnthropicStreamConverter:
             if not self.include_usage:
                 return []
             if self.usage is None:
-                self.usage = _usage(self._input)
+                self.usage = usage_from_anthropic(self._input)
             obj = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                    "model": self.public_model, "choices": [], "usage": openai_usage(self.usage)}
             return [b"data: " + orjson.dumps(obj) + b"\n\n"]
@@ -725,6 +732,18 @@ class AnthropicStreamConverter:
 
     def produced_text(self) -> str:
         return "".join(self._text)
+
+    def input_usage(self) -> Usage | None:
+        """The prompt side of the usage as Anthropic counted it in message_start (input + cache read + cache
+        creation), completion_tokens left 0; None before message_start or when it carried no usage.
+
+        For a stream cut short before message_delta: the relay charges this prompt count rather than its own
+        estimate, and counts the completion from produced_text()."""
+        if not self._input:
+            return None
+        usage = usage_from_anthropic(self._input)
+        usage.completion_tokens = 0
+        return usage
 
 
 # ---------------------------------------------------------------- adapter
@@ -783,7 +802,7 @@ class AnthropicAdapter:
         if thinking:
             message["reasoning_content"] = "".join(thinking)
 
-        usage = _usage(msg.get("usage"))
+        usage = usage_from_anthropic(msg.get("usage"))
         out = {
             "id": "chatcmpl-" + str(msg.get("id") or uuid.uuid4().hex),
             "object": "chat.completion",

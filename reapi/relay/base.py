@@ -38,7 +38,15 @@ class UpstreamRequest:
 
 
 class StreamConverter(Protocol):
-    """Turns one upstream stream into OpenAI SSE events, one upstream event at a time."""
+    """Turns one upstream stream into OpenAI SSE events, one upstream event at a time.
+
+    A converter whose upstream reports the prompt's tokens before the end of the
+    stream (Anthropic's message_start) also offers `input_usage() -> Usage | None`:
+    that prompt side, completion_tokens 0, or None while unknown. When the client
+    leaves before `usage` is set, the relay charges that prompt count instead of
+    its own estimate (reapi.api.chat.usage_so_far); a converter without the
+    method is charged on the estimate.
+    """
 
     usage: Usage | None  # set once the upstream reported usage
     finished: bool  # True once the upstream signalled a normal end of stream

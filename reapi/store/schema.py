@@ -3,7 +3,7 @@ times BIGINT milliseconds since the epoch (portable across SQLite and PostgreSQL
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table,
-                        Text)
+                        Text, text)
 
 metadata = MetaData()
 
@@ -100,7 +100,9 @@ usage = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("settled_at", BigInteger, nullable=True),
     Index("ix_usage_account_created", "account_id", "created_at"),
-    Index("ix_usage_status_created", "status", "created_at"),
+    # The sweeper's only query: pending rows by age (migration 0002).
+    Index("ix_usage_pending", "created_at", sqlite_where=text("status = 'pending'"),
+          postgresql_where=text("status = 'pending'")),
 )
 
 # Append-only: every change of an account's balance is one row here.
@@ -114,7 +116,6 @@ ledger = Table(
     Column("note", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_ledger_account", "account_id", "id"),
-    Index("ix_ledger_request", "request_id"),
 )
 
 # Single-row counters; 'config_version' is bumped by every admin change so other
