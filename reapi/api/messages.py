@@ -3,7 +3,8 @@
 The body is Anthropic's, forwarded as is to an `anthropic` channel; only `model`
 (the channel's upstream name) and `max_tokens` (the cap billing decided) are
 rewritten. The money rules are the chat route's, with its functions
-(reapi.api.chat): resolve_model, limit_rules, place_hold, finish_ok, finish_failed.
+(reapi.api.chat): resolve_model, reserve (limits, hold), relay_stream (fed by
+EventRelay below), finish_ok, finish_failed.
 
 - Auth: `x-api-key: KEY` (wins when both are sent) or `Authorization: Bearer KEY`.
   Group: the `x-reapi-group` header, else "default" (the body stays Anthropic's).

@@ -48,6 +48,24 @@ async def upstream_bodies(upstream):
     return [r for r in await upstream.requests() if r["path"] == "/v1/messages"]
 
 
+async def eventually(probe, done):
+    """Await probe() until done(result) holds, every 50 ms for 5 s at most; returns the last result."""
+    for _ in range(100):
+        got = await probe()
+        if done(got):
+            break
+        await asyncio.sleep(0.05)
+    return got
+
+
+async def disconnected(gateway, upstream, account_id) -> dict:
+    """After a client left a stream: the call's usage record once settled, and the upstream call cancelled."""
+    [rec] = await eventually(lambda: gateway.usage(account_id), lambda recs: recs[0]["status"] != "pending")
+    stats = await eventually(upstream.stats, lambda st: st["streams_cancelled"] == 1)
+    assert stats["streams_cancelled"] == 1  # the upstream call was cancelled, not run out
+    return rec
+
+
 def sse_events(raw: bytes) -> list[tuple[str, dict]]:
     out = []
     for block in raw.decode().split("\n\n"):
@@ -292,22 +310,13 @@ async def test_client_disconnect_cancels_upstream_and_charges_what_was_produced(
                 if deltas == 5:
                     break
             r.close()
-    for _ in range(100):
-        [rec] = await gateway.usage(s["account_id"])
-        if rec["status"] != "pending":
-            break
-        await asyncio.sleep(0.05)
+    rec = await disconnected(gateway, upstream, s["account_id"])
     assert rec["status"] == "client_closed"
     # the prompt is upstream's own count from message_start, the completion what was produced before the cancel
     assert rec["prompt_tokens"] == 1000
     assert 5 <= rec["completion_tokens"] < 200
     # 1000 input tokens at 3,000 nano-USD + each produced token at 15,000 nano-USD
     assert rec["cost_usd"] == _usd(1000 * 3000 + rec["completion_tokens"] * 15000)
-    for _ in range(100):
-        if (await upstream.stats())["streams_cancelled"] == 1:
-            break
-        await asyncio.sleep(0.05)
-    assert (await upstream.stats())["streams_cancelled"] == 1  # the upstream call was cancelled, not run out
     assert await gateway.verify() == []
 
 
