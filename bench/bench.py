@@ -48,6 +48,7 @@ class Target:
     base: str  # scheme://host:port
     key: str = ""
     pids: list[int] = field(default_factory=list)  # server processes whose CPU and RSS we count
+    stores: tuple[str, ...] = ()  # process names of the services it uses (E: PostgreSQL, Redis)
 
     def url(self, variant: str) -> str:
         if self.name in ("A", "B", "C"):
@@ -161,6 +162,7 @@ def start_all(args, procs: Procs, work: Path) -> tuple[dict[str, Target], dict]:
     if "E" in args.configs:
         db = create_pg_database()
         targets["E"] = start_reapi("E", procs, reapi_env(db, REDIS), work, up, args.workers)
+        targets["E"].stores = ("postgres", "redis-server")
         info["E_database"] = db
     if "L" in args.configs:
         targets["L"] = start_litellm(procs, work, up)
@@ -217,13 +219,17 @@ def wrk(t: Target, variant: str, conns: int, seconds: float) -> dict:
 def measure(t: Target, variant: str, conns: int, seconds: float, warmup: float) -> dict:
     if warmup:
         wrk(t, variant, conns, warmup)
-    before = procstat.cpu_seconds(t.pids)
+    store_pids = procstat.by_name(t.stores)
+    before, store_before = procstat.cpu_seconds(t.pids), procstat.cpu_seconds(store_pids, children=False)
     r = wrk(t, variant, conns, seconds)
     cpu = procstat.cpu_seconds(t.pids) - before if t.pids else None
+    store_cpu = procstat.cpu_seconds(store_pids, children=False) - store_before if store_pids else None
     errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
     return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000, "errors": errors, "requests": r["requests"],
             "cpu_s_per_1k": (cpu / r["requests"] * 1000) if cpu is not None and r["requests"] else None,
+            "store_cpu_s_per_1k": (store_cpu / r["requests"] * 1000) if store_cpu is not None and r["requests"]
+            else None,
             "rss_mb": procstat.rss_mb(t.pids) if t.pids else None}
 
 
@@ -246,7 +252,8 @@ def run_rounds(args, targets: dict[str, Target]) -> dict:
     for case, per in results.items():
         summary[case] = {}
         for name, rows in per.items():
-            summary[case][name] = {k: median_of(rows, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_1k", "rss_mb")}
+            summary[case][name] = {k: median_of(rows, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_1k",
+                                                                   "store_cpu_s_per_1k", "rss_mb")}
             summary[case][name]["errors"] = sum(r["errors"] for r in rows)
     return summary
 

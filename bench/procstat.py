@@ -26,9 +26,23 @@ def tree(pids: list[int]) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def by_name(names: tuple[str, ...]) -> list[int]:
+    """Processes whose command name starts with one of `names` (postgres, redis-server)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                comm = (d / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(names):
+                out.append(int(d.name))
+    return out if names else []
+
+
+def cpu_seconds(pids: list[int], children: bool = True) -> float:
     total = 0
-    for p in tree(pids):
+    for p in (tree(pids) if children else pids):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

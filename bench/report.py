@@ -17,12 +17,14 @@ def render(r: dict, names: dict[str, str]) -> str:
         "client on core 1 (PostgreSQL and Redis, for E, are not pinned)",
         f"- {a['rounds']} interleaved rounds; each run {a['seconds']} s after a discarded {a['warmup']} s warm-up; "
         "figures are medians over rounds; errors are summed",
-        f"- reapi workers: {a['workers']}", "",
+        f"- reapi workers: {a['workers']}; CPU is the server's own (all its processes); store CPU is "
+        "PostgreSQL's and Redis's during E's runs", "",
         "Configurations: " + "; ".join(f"**{k}** {v}" for k, v in names.items() if any(
             k in per for per in r["wrk"].values())), "",
         "## Requests (wrk)", "",
-        "| case | config | RPS | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 1k req | RSS MB | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | config | RPS | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 1k req | store CPU s / 1k "
+        "| RSS MB | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case, per in r["wrk"].items():
         base = per.get("A", {})
@@ -31,7 +33,8 @@ def render(r: dict, names: dict[str, str]) -> str:
             add99 = row["p99_ms"] - base["p99_ms"] if name != "A" and base else None
             out.append(f"| {case} | {name} | {_f(row['rps'])} | {_f(row['p50_ms'], '{:.2f}')} | "
                        f"{_f(row['p99_ms'], '{:.2f}')} | {_f(add50, '{:+.2f}')} | {_f(add99, '{:+.2f}')} | "
-                       f"{_f(row['cpu_s_per_1k'], '{:.3f}')} | {_f(row['rss_mb'], '{:.0f}')} | {row['errors']} |")
+                       f"{_f(row['cpu_s_per_1k'], '{:.3f}')} | {_f(row.get('store_cpu_s_per_1k'), '{:.3f}')} | "
+                       f"{_f(row['rss_mb'], '{:.0f}')} | {row['errors']} |")
     if r.get("streams"):
         out += ["", "## Streams (64 chunks 20 ms apart, then usage and [DONE])", "",
                 "| streams | config | TTFT p50 ms | TTFT p99 ms | added TTFT p50 ms | max gap ms | stalls > 200 ms "
