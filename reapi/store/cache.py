@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 
 import orjson
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reapi.catalog import ApiKey, Channel, Group, LongContext, Price
 from reapi.store import schema
+from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.store")
 
@@ -95,12 +97,23 @@ class CatalogCache:
         self.poll_s = poll_ms / 1000
         self.snapshot = Snapshot()
         self._task: asyncio.Task | None = None
+        # SQLite: the version is read on the event loop from a plain read-only connection
+        # (microseconds, and a WAL reader never waits). Through aiosqlite's thread, every
+        # poll cost a request in flight tens of milliseconds of GIL hand-offs.
+        self._sqlite_file = sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
+        self._sqlite: sqlite3.Connection | None = None
 
     async def reload(self) -> None:
         async with self.engine.connect() as conn:
             self.snapshot = await load_snapshot(conn)
 
     async def _current_version(self) -> int:
+        if self._sqlite_file is not None:
+            if self._sqlite is None:
+                self._sqlite = sqlite3.connect(f"file:{self._sqlite_file}?mode=ro", uri=True)
+            # fetchall: run the statement to its end, or its read snapshot would stay open
+            # and pin the WAL (no checkpoint could finish, the file would grow forever)
+            return self._sqlite.execute("SELECT value FROM meta WHERE key = 'config_version'").fetchall()[0][0]
         async with self.engine.connect() as conn:
             return (await conn.execute(
                 select(schema.meta.c.value).where(schema.meta.c.key == "config_version"))).scalar_one()
@@ -124,3 +137,6 @@ class CatalogCache:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
