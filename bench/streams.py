@@ -61,7 +61,7 @@ def pct(vals: list[float], q: float) -> float:
     return vals[min(len(vals) - 1, int(q * len(vals)))]
 
 
-async def run(url: str, key: str, model: str, n: int, ramp_s: float = 1.0, sequential: int = 20) -> dict:
+async def run(url: str, key: str, model: str, n: int, ramp_s: float = 1.0, sequential: int = 10) -> dict:
     """n concurrent streams opened over ramp_s seconds; n == 1 runs `sequential` streams
     one after another, so the single-stream TTFT is a median, not one sample."""
     timeout = aiohttp.ClientTimeout(total=120)

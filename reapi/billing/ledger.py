@@ -129,12 +129,16 @@ def _numbered(sql: str) -> str:
 
 # PostgreSQL writes a whole batch in ONE statement: each part unnests its column arrays
 # (empty arrays write nothing). No two parts touch the same row: a request is inserted,
-# settled or released at most once per batch.
+# settled or released at most once per batch. The `= ANY(...)` beside each join lets the
+# prepared (generic) plan find rows by index: joined to unnest() alone it may scan the
+# whole table, which grows by a row per request.
 PG_WRITE = """
 WITH acc AS (
-  UPDATE accounts a SET balance_nano = v.b FROM unnest($1::int[], $2::bigint[]) AS v(id, b) WHERE a.id = v.id),
+  UPDATE accounts a SET balance_nano = v.b FROM unnest($1::int[], $2::bigint[]) AS v(id, b)
+  WHERE a.id = v.id AND a.id = ANY($1::int[])),
 keys AS (
-  UPDATE api_keys k SET spent_nano = v.s FROM unnest($3::int[], $4::bigint[]) AS v(id, s) WHERE k.id = v.id),
+  UPDATE api_keys k SET spent_nano = v.s FROM unnest($3::int[], $4::bigint[]) AS v(id, s)
+  WHERE k.id = v.id AND k.id = ANY($3::int[])),
 new_usage AS (
   INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, hold_nano,
                      created_at, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nano,
@@ -147,10 +151,11 @@ settled AS (
                      cache_write_tokens = v.cw, cost_nano = v.cost, uncollected_nano = v.un, settled_at = v.t
   FROM unnest($15::text[], $16::int[], $17::int[], $18::int[], $19::int[], $20::bigint[], $21::bigint[],
               $22::bigint[], $23::text[]) AS v(st, p, c, ca, cw, cost, un, t, r)
-  WHERE u.request_id = v.r),
+  WHERE u.request_id = v.r AND u.request_id = ANY($23::text[])),
 released AS (
   UPDATE usage u SET status = v.st, error_code = v.e, cost_nano = 0, settled_at = v.t
-  FROM unnest($24::text[], $25::text[], $26::bigint[], $27::text[]) AS v(st, e, t, r) WHERE u.request_id = v.r),
+  FROM unnest($24::text[], $25::text[], $26::bigint[], $27::text[]) AS v(st, e, t, r)
+  WHERE u.request_id = v.r AND u.request_id = ANY($27::text[])),
 entries AS (
   INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at)
   SELECT * FROM unnest($28::int[], $29::text[], $30::bigint[], $31::text[], $32::text[], $33::bigint[]))
