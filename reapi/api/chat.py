@@ -124,14 +124,20 @@ class Call:
         self.streaming = False  # response headers were sent
 
 
-async def admit(call: Call, scope: dict, receive: Receive) -> None:
-    gw = call.gw
-    call.key = key = authenticate(gw, scope)
-    raw = await read_body(scope, receive, gw.settings.max_body_bytes)
+async def read_json(call: Call, scope: dict, receive: Receive, auth=authenticate) -> object:
+    """Authenticate (with the route's `auth`), then read and parse the body once."""
+    call.key = auth(call.gw, scope)
+    raw = await read_body(scope, receive, call.gw.settings.max_body_bytes)
     try:
-        body = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
+
+
+async def admit(call: Call, scope: dict, receive: Receive) -> None:
+    gw = call.gw
+    body = await read_json(call, scope, receive)
+    key = call.key
     validate_chat(body)
     call.body = body
     call.model = model = body["model"]

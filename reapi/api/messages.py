@@ -43,9 +43,9 @@ import aiohttp
 import orjson
 
 from reapi import metrics
-from reapi.api.chat import (Call, finish_failed, finish_ok, new_request_id, relay_stream, reserve, resolve_model,
-                            stream_ended, upstream_failure)
-from reapi.api.http import (ClientGone, Receive, Send, bearer, header, headers_list, read_body, send_bytes)
+from reapi.api.chat import (Call, finish_failed, finish_ok, new_request_id, read_json, relay_stream, reserve,
+                            resolve_model, stream_ended, upstream_failure)
+from reapi.api.http import ClientGone, Receive, Send, bearer, header, headers_list, send_bytes
 from reapi.billing import tokens
 from reapi.billing.money import format_usd
 from reapi.catalog import ApiKey, Channel
@@ -135,12 +135,8 @@ def _openai_view(body: dict) -> dict:
 
 async def admit(call: Call, scope: dict, receive: Receive) -> None:
     gw = call.gw
-    call.key = key = authenticate(gw, scope)
-    raw = await read_body(scope, receive, gw.settings.max_body_bytes)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
+    body = await read_json(call, scope, receive, authenticate)
+    key = call.key
     call.body = validate(body)
     call.model = model = body["model"]
     group = header(scope, b"x-reapi-group")

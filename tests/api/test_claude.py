@@ -13,13 +13,10 @@ import pytest
 
 from reapi.billing import tokens
 from reapi.mock_upstream.anthropic_format import count_prompt as anthropic_count_prompt
-from tests.api.test_messages_route import disconnected
+from tests.api.test_messages_route import CACHE_CASES, MODEL, PRICE, disconnected
 from tests.harness import UPSTREAM_KEY
 
-MODEL = "claude-sonnet-4-6"
-# Claude Sonnet's list prices (USD per 1M tokens): input 3, output 15, cache read 0.30, cache write (5 min) 3.75.
-PRICE = {"input_usd_per_mtok": "3.00", "output_usd_per_mtok": "15.00", "cached_input_usd_per_mtok": "0.30",
-         "cache_write_usd_per_mtok": "3.75", "context_window": 200_000, "max_output_tokens": 64_000}
+# MODEL and PRICE (Claude Sonnet's list prices) come from test_messages_route.py.
 MAX_OUT = PRICE["max_output_tokens"]
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
@@ -302,27 +299,7 @@ async def test_unsupported_param_is_refused_before_upstream(gateway, upstream, k
     assert await gateway.verify() == []
 
 
-# Rates with six decimals make the per-token amounts fractional nano-USD, so the rounding shows.
-ODD_PRICE = {**PRICE, "input_usd_per_mtok": "2.500001", "output_usd_per_mtok": "12.000003",
-             "cached_input_usd_per_mtok": "0.250001", "cache_write_usd_per_mtok": "3.125001"}
-
-
-@pytest.mark.parametrize("price,expected", [
-    # Sonnet list prices. 1 USD per 1M tokens = 1,000 nano-USD per token, so:
-    #   uncached input  1234 tok x  3,000 nano = 3,702,000
-    #   cache reads     5000 tok x    300 nano = 1,500,000
-    #   cache writes     777 tok x  3,750 nano = 2,913,750
-    #   output             9 tok x 15,000 nano =   135,000
-    #   total                                    8,250,750 nano-USD = 0.00825075 USD (exact, nothing to round)
-    (PRICE, "0.00825075"),
-    # Odd rates:
-    #   uncached input  1234 tok x  2,500.001 nano = 3,085,001.234
-    #   cache reads     5000 tok x    250.001 nano = 1,250,005.000
-    #   cache writes     777 tok x  3,125.001 nano = 2,428,125.777
-    #   output             9 tok x 12,000.003 nano =   108,000.027
-    #   total                                        6,871,132.038 -> rounded UP to 6,871,133 nano = 0.006871133 USD
-    (ODD_PRICE, "0.006871133"),
-])
+@pytest.mark.parametrize("price,expected", CACHE_CASES)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_billing_includes_cache_tokens(gateway, upstream, price, expected, stream):
     s = await setup(gateway, upstream, price=price)

@@ -23,6 +23,19 @@ async def setup(gateway, upstream, price=None, channel=None, **kw):
                                channel={"type": "anthropic", "base_url": upstream.url, **(channel or {})}, **kw)
 
 
+# Shared with test_claude.py (the same billing through /v1/chat/completions).
+# Rates with six decimals make the per-token amounts fractional nano-USD, so the rounding shows.
+ODD_PRICE = {**PRICE, "input_usd_per_mtok": "2.500001", "output_usd_per_mtok": "12.000003",
+             "cached_input_usd_per_mtok": "0.250001", "cache_write_usd_per_mtok": "3.125001"}
+# 1234 uncached input, 5000 cache-read, 777 cache-write and 9 output tokens cost, in nano-USD:
+#   Sonnet list prices (1 USD per 1M tokens = 1,000 nano-USD per token):
+#     1234 x 3,000 + 5000 x 300 + 777 x 3,750 + 9 x 15,000 = 8,250,750 = 0.00825075 USD (exact)
+#   Odd rates:
+#     1234 x 2,500.001 + 5000 x 250.001 + 777 x 3,125.001 + 9 x 12,000.003
+#     = 6,871,132.038 -> rounded UP to 6,871,133 nano = 0.006871133 USD
+CACHE_CASES = [(PRICE, "0.00825075"), (ODD_PRICE, "0.006871133")]
+
+
 def client(gateway, key):
     return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=key, max_retries=0)
 
@@ -332,27 +345,7 @@ async def test_low_balance_lowers_max_tokens(gateway, upstream):
     assert await gateway.verify() == []
 
 
-# Rates with six decimals make the per-token amounts fractional nano-USD, so the rounding shows.
-ODD_PRICE = {**PRICE, "input_usd_per_mtok": "2.500001", "output_usd_per_mtok": "12.000003",
-             "cached_input_usd_per_mtok": "0.250001", "cache_write_usd_per_mtok": "3.125001"}
-
-
-@pytest.mark.parametrize("price,expected", [
-    # 1 USD per 1M tokens = 1,000 nano-USD per token. Sonnet list prices:
-    #   uncached input  1234 tok x  3,000 nano = 3,702,000
-    #   cache reads     5000 tok x    300 nano = 1,500,000
-    #   cache writes     777 tok x  3,750 nano = 2,913,750
-    #   output             9 tok x 15,000 nano =   135,000
-    #   total                                    8,250,750 nano-USD = 0.00825075 USD (exact)
-    (PRICE, "0.00825075"),
-    # Odd rates:
-    #   uncached input  1234 tok x  2,500.001 nano = 3,085,001.234
-    #   cache reads     5000 tok x    250.001 nano = 1,250,005.000
-    #   cache writes     777 tok x  3,125.001 nano = 2,428,125.777
-    #   output             9 tok x 12,000.003 nano =   108,000.027
-    #   total                                        6,871,132.038 -> rounded UP to 6,871,133 nano = 0.006871133 USD
-    (ODD_PRICE, "0.006871133"),
-])
+@pytest.mark.parametrize("price,expected", CACHE_CASES)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_billing_includes_cache_tokens(gateway, upstream, price, expected, stream):
     s = await setup(gateway, upstream, price=price)
