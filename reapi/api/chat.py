@@ -29,7 +29,7 @@ from reapi.catalog import ApiKey, Channel, Price
 from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.limits import Decision, Rule
-from reapi.relay.base import Adapter, StreamConverter, Usage
+from reapi.relay.base import StreamConverter, Usage
 from reapi.relay.select import pick
 from reapi.store.cache import hash_key
 

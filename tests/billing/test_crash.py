@@ -8,7 +8,6 @@ import sys
 import time
 
 import aiohttp
-import pytest
 
 from tests.harness import ADMIN_KEY, UPSTREAM_KEY
 
