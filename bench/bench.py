@@ -192,10 +192,12 @@ def start_litellm(procs: Procs, work: Path, upstream: str) -> Target:
                                                               "api_key": "sk-upstream-bench"}}
               for v in ("fast", "slow", "stream")]
     (work / "litellm.yaml").write_text(json.dumps({"model_list": models}))  # JSON is YAML
+    key = "sk-bench-litellm-" + os.urandom(12).hex()  # it refuses to start without a strong master key
+    env = {**os.environ, "LITELLM_MASTER_KEY": key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # offline
     p = procs.start([str(venv / "bin" / "litellm"), "--config", str(work / "litellm.yaml"), "--port",
-                     str(PORTS["L"]), "--num_workers", "1"], SERVER_CPU, None, work / "litellm.log")
+                     str(PORTS["L"]), "--num_workers", "1"], SERVER_CPU, env, work / "litellm.log")
     wait_http(f"http://127.0.0.1:{PORTS['L']}/health/liveliness", timeout=180)
-    return Target("L", f"http://127.0.0.1:{PORTS['L']}", "sk-anything", pids=[p.pid])
+    return Target("L", f"http://127.0.0.1:{PORTS['L']}", key, pids=[p.pid])
 
 
 def body_for(t: Target, variant: str) -> str:
@@ -271,12 +273,13 @@ def run_streams(args, targets: dict[str, Target]) -> dict:
                 out.setdefault(str(n), {}).setdefault(name, []).append(res)
                 print(f"round {rnd + 1} streams n={n:<5d} {name}: ttft p50 {res['ttft_p50_ms']:.2f} ms "
                       f"p99 {res['ttft_p99_ms']:.2f} ms stalls {res['stalls']} broken {res['broken']} "
-                      f"max gap {res['max_gap_ms']:.0f} ms", flush=True)
+                      f"max gap {res['max_gap_ms']:.0f} ms client lag {res['client_lag_ms']:.0f} ms", flush=True)
     summary = {}
     for n, per in out.items():
         summary[n] = {}
         for name, rows in per.items():
-            summary[n][name] = {k: median_of(rows, k) for k in ("ttft_p50_ms", "ttft_p99_ms", "max_gap_ms", "rss_mb")}
+            summary[n][name] = {k: median_of(rows, k) for k in ("ttft_p50_ms", "ttft_p99_ms", "max_gap_ms", "rss_mb",
+                                                                "client_lag_ms")}
             summary[n][name]["stalls"] = sum(r["stalls"] for r in rows)
             summary[n][name]["broken"] = sum(r["broken"] for r in rows)
             summary[n][name]["streams"] = sum(r["streams"] for r in rows)
