@@ -1,6 +1,8 @@
 """bench/RESULTS.md from the benchmark's JSON report."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def _f(v, fmt: str = "{:.0f}") -> str:
     return "-" if v is None else fmt.format(v)
@@ -29,6 +31,10 @@ def render(r: dict, names: dict[str, str]) -> str:
     for case, per in r["wrk"].items():
         base = per.get("A", {})
         for name, row in per.items():
+            if not row["rps"]:  # nothing completed within the run: no latency to show
+                out.append(f"| {case} | {name} | 0 | - | - | - | - | - | - | {_f(row['rss_mb'], '{:.0f}')} | "
+                           f"no request completed in the run |")
+                continue
             add50 = row["p50_ms"] - base["p50_ms"] if name != "A" and base else None
             add99 = row["p99_ms"] - base["p99_ms"] if name != "A" and base else None
             out.append(f"| {case} | {name} | {_f(row['rps'])} | {_f(row['p50_ms'], '{:.2f}')} | "
@@ -55,6 +61,9 @@ def render(r: dict, names: dict[str, str]) -> str:
                 f"({s['rss_growth_pct']:+.1f}%); samples every 10 s: {s['rss_samples_mb']}",
                 f"- `reapi ledger verify` exit code {s['ledger_verify_rc']}: {' '.join(s['ledger_verify'])}"]
     out += ["", "## Targets", "", *targets(r), ""]
+    analysis = Path(__file__).with_name("analysis.md")  # hand-written, kept next to the numbers
+    if analysis.exists():
+        out += [analysis.read_text().rstrip(), ""]
     return "\n".join(out) + "\n"
 
 
