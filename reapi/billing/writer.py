@@ -42,7 +42,7 @@ class SQLiteBatches:
     batch that finds the database locked goes to a thread that waits for it. The WAL
     is checkpointed by a third, low-priority thread: copying pages takes tens of
     milliseconds of CPU every second, which at normal priority slowed the requests
-    sharing the core (p99 at concurrency 1 went from ~1 to ~3 ms).
+    sharing the core (bench, concurrency 1: p99 2.4-4 ms, 1.6-2.8 ms at nice 19).
     """
 
     def __init__(self, path: str) -> None:
