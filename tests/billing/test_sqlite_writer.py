@@ -1,0 +1,46 @@
+"""SQLite money batches run on the event loop but never wait there for the file's write lock."""
+import asyncio
+import sqlite3
+import threading
+import time
+
+from reapi.store.db import sqlite_path
+
+
+async def test_a_locked_database_is_waited_for_off_the_event_loop(gateway, upstream):
+    s = await gateway.setup(upstream)
+    client = gateway.client(s["key"])
+    path = sqlite_path(gateway.settings.database_url)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_write_lock():  # another process (or the CLI) writing for a while
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(10)
+        conn.execute("COMMIT")
+        conn.close()
+
+    locker = asyncio.get_running_loop().run_in_executor(None, hold_write_lock)
+    await asyncio.get_running_loop().run_in_executor(None, locked.wait, 10)
+    started = time.monotonic()
+    call = asyncio.ensure_future(client.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "hi [mock words=3]"}]))
+    # While the hold waits for the lock, the loop keeps answering other requests promptly.
+    slowest = 0.0
+    for _ in range(10):
+        t = time.monotonic()
+        st, _, _ = await gateway.raw("GET", "/healthz")
+        slowest = max(slowest, time.monotonic() - t)
+        assert st == 200
+        await asyncio.sleep(0.03)
+    assert not call.done()  # still waiting for the write lock
+    assert slowest < 0.2, slowest
+    release.set()
+    await locker
+    resp = await asyncio.wait_for(call, 10)
+    assert resp.usage.completion_tokens == 3
+    assert time.monotonic() - started >= 0.3
+    [rec] = await gateway.usage(s["account_id"])
+    assert rec["status"] == "ok"
+    assert await gateway.verify() == []
