@@ -1,4 +1,4 @@
-"""SQLite money batches run on the event loop but never wait there for the file's write lock."""
+"""Money batches against trouble: a locked SQLite file, a dropped PostgreSQL connection."""
 import asyncio
 import sqlite3
 import threading
@@ -44,3 +44,35 @@ async def test_a_locked_database_is_waited_for_off_the_event_loop(gateway, upstr
     [rec] = await gateway.usage(s["account_id"])
     assert rec["status"] == "ok"
     assert await gateway.verify() == []
+
+
+async def test_postgres_writer_replaces_a_dropped_connection(upstream):
+    # PostgreSQL restarts or a proxy drops idle connections: the next money batch fails on the dead
+    # connection, is retried on a new one, and the client never sees it.
+    import asyncpg
+
+    from tests.harness import Gateway, create_pg_database, drop_pg_database, gateway_settings
+
+    url = await create_pg_database()
+    gw = await Gateway(gateway_settings(url)).start()
+    try:
+        s = await gw.setup(upstream)
+        client = gw.client(s["key"])
+        body = dict(model="gpt-5.5", messages=[{"role": "user", "content": "hi [mock words=2]"}])
+        await client.chat.completions.create(**body)
+        conn = await asyncpg.connect(url)
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        finally:
+            await conn.close()
+        assert killed >= 1
+        resp = await client.chat.completions.create(**body)
+        assert resp.usage.completion_tokens == 2
+        recs = await gw.usage(s["account_id"])
+        assert [r["status"] for r in recs] == ["ok", "ok"]
+        assert await gw.verify() == []
+    finally:
+        await gw.stop()
+        await drop_pg_database(url)
