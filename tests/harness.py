@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 
 import aiohttp
@@ -21,6 +22,13 @@ from reapi.store.db import migrate
 ADMIN_KEY = "test-admin-key"
 UPSTREAM_KEY = "upstream-secret-key-123"
 PG_ADMIN_DSN = os.environ.get("REAPI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, for servers the tests start themselves."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Upstream:

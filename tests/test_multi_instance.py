@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import orjson
 import pytest
 import redis
 
-from tests.harness import ADMIN_KEY, UPSTREAM_KEY, create_pg_database, drop_pg_database
+from tests.harness import ADMIN_KEY, UPSTREAM_KEY, create_pg_database, drop_pg_database, free_port
 
 # One xdist worker runs the whole module, so only one set of processes is started.
 pytestmark = pytest.mark.xdist_group("multi_instance")
@@ -42,12 +41,6 @@ MODEL = "gpt-5.5"
 PRICE = {"input_usd_per_mtok": "5.00", "output_usd_per_mtok": "30.00", "context_window": 100_000,
          "max_output_tokens": 1_000}
 LIMITER_DOWN = "Redis rate limiter unavailable"  # reapi/limits/redis_backend.py, logged once per outage
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- processes ------------------------------------------------------------------------

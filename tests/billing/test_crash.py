@@ -2,20 +2,13 @@
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import aiohttp
 
-from tests.harness import ADMIN_KEY, UPSTREAM_KEY
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.harness import ADMIN_KEY, UPSTREAM_KEY, free_port
 
 
 async def wait_up(url: str, proc: subprocess.Popen) -> None:

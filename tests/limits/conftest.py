@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from reapi.limits import MemoryLimiter, RedisLimiter
+from tests.harness import free_port
 
 REDIS_URL = os.environ.get("REAPI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = 1000.0  # fake clocks start here (seconds)
@@ -98,12 +98,6 @@ async def limiter(request, clock):
     yield lim
     assert not lim.degraded, "Redis test silently fell back to memory"
     await lim.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
