@@ -351,12 +351,17 @@ async def relay_whole(call: Call, resp: aiohttp.ClientResponse, send: Send) -> N
     gw.health.record_success(call.channel.id)
     if usage is None:
         usage = counted_usage(call, completion_text(orjson.loads(out)))
+    await respond_charged(call, usage, out, send)
+
+
+async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send) -> None:
+    """A whole (non-streamed) answer: settle first, then send it with the cost it was charged."""
     charged = await finish_ok(call, usage)
     call.headers.append((b"x-reapi-cost-usd", format_usd(charged).encode()))
     metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                             cost_nano=charged)
-    await send_bytes(send, 200, out, call.headers)
+    await send_bytes(send, 200, body, call.headers)
 
 
 async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, receive: Receive,

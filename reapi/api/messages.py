@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import aiohttp
 import orjson
 
 from reapi import metrics
-from reapi.api.chat import (Call, finish_failed, finish_ok, new_request_id, read_json, relay_stream, reserve,
-                            resolve_model, stream_ended, upstream_failure)
+from reapi.api.chat import (Call, finish_failed, new_request_id, read_json, relay_stream, reserve, resolve_model,
+                            respond_charged, stream_ended, upstream_failure)
 from reapi.api.http import ClientGone, Receive, Send, bearer, header, headers_list, send_bytes
 from reapi.billing import tokens
-from reapi.billing.money import format_usd
 from reapi.catalog import ApiKey, Channel
 from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
@@ -224,12 +222,7 @@ async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send) ->
     if msg.get("model") != call.model:
         msg["model"] = call.model
         raw = orjson.dumps(msg)
-    charged = await finish_ok(call, usage)
-    call.headers.append((b"x-reapi-cost-usd", format_usd(charged).encode()))
-    metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
-                            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                            cost_nano=charged)
-    await send_bytes(send, 200, raw, call.headers)
+    await respond_charged(call, usage, raw, send)
 
 
 def _produced(blocks: object) -> str:
