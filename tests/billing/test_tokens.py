@@ -17,7 +17,7 @@ import pytest
 import tiktoken
 from tiktoken_ext import openai_public
 
-from reapi.billing import tokens
+from reapi.billing import tokens, vocab
 from reapi.billing.tokens import (
     CLAUDE_MARGIN_PERCENT,
     IMAGE_TOKENS,
@@ -136,7 +136,7 @@ def test_loads_with_networking_disabled(monkeypatch, tmp_path, shipped_plain):
             "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken", O200K_SHA256
         )
     # the whole lazy init (shipped file, tiktoken Encoding, bpe backend) works offline
-    monkeypatch.setattr(tokens, "_state", None)
+    monkeypatch.setattr(vocab, "_state", None)
     tokens.warm()
     assert tokens.encoding().encode_ordinary("Hello world") == [13225, 2375]
     assert count_text("tiktoken is great!") == 6
@@ -146,8 +146,8 @@ def test_loads_with_networking_disabled(monkeypatch, tmp_path, shipped_plain):
 
 
 def test_lazy_init_is_thread_safe(monkeypatch):
-    loaded = tokens._tokenizer()
-    monkeypatch.setattr(tokens, "_state", None)
+    loaded = vocab._tokenizer()
+    monkeypatch.setattr(vocab, "_state", None)
     builds = []
 
     def counting_build():
@@ -155,13 +155,13 @@ def test_lazy_init_is_thread_safe(monkeypatch):
         time.sleep(0.05)  # a slow load: the other threads must wait, not build again
         return loaded
 
-    monkeypatch.setattr(tokens, "_build", counting_build)
+    monkeypatch.setattr(vocab, "_build", counting_build)
     barrier = threading.Barrier(8)
     seen = []
 
     def worker():
         barrier.wait()
-        seen.append(tokens._tokenizer())
+        seen.append(vocab._tokenizer())
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
@@ -175,10 +175,10 @@ def test_lazy_init_is_thread_safe(monkeypatch):
 
 def test_parity_digest_is_the_verified_vocabularys():
     # The backend is checked against this digest at start-up instead of a loaded Encoding.
-    ids = tokens.encoding().encode_ordinary(tokens._PARITY_PROBE)
+    ids = tokens.encoding().encode_ordinary(vocab._PARITY_PROBE)
     assert len(ids) > 200
-    assert tokens.ids_digest(ids) == tokens._PARITY_IDS_SHA256
-    assert tokens.ids_digest(ids[:-1]) != tokens._PARITY_IDS_SHA256
+    assert vocab.ids_digest(ids) == vocab._PARITY_IDS_SHA256
+    assert vocab.ids_digest(ids[:-1]) != vocab._PARITY_IDS_SHA256
 
 
 def test_falls_back_to_tiktoken_when_backend_disagrees(monkeypatch, caplog):
@@ -193,8 +193,8 @@ def test_falls_back_to_tiktoken_when_backend_disagrees(monkeypatch, caplog):
 
     monkeypatch.setattr(_bindings, "tokenizer_for_encoding", lambda name: WrongBackend())
     enc = tokens.encoding()
-    monkeypatch.setattr(tokens, "load_o200k", lambda source=None: enc)  # reuse, skip the reload
-    monkeypatch.setattr(tokens, "_state", None)
+    monkeypatch.setattr(vocab, "load_o200k", lambda source=None: enc)  # reuse, skip the reload
+    monkeypatch.setattr(vocab, "_state", None)
     assert tokens.counter_backend() == "tiktoken"
     assert "disagrees" in caplog.text
     for text, ids in KNOWN.items():
@@ -237,12 +237,12 @@ def test_slicing_at_safe_cuts_is_exact():
     rng = random.Random(7)
     pieces = ["word", " ", "\n", "\r\n", "  ", "/", "x/", ".\n", "!!\n/", "12", "345", "Ab", "ÉTÉ", "été",
               "'s", "\t", "中文", "🙂", " \n ", "\n\n\t", "-", "é", "\u0301", "a1", "1a", "\u00a0"]
-    count = tokens._tokenizer().count
+    count = vocab._tokenizer().count
     for _ in range(1500):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
         whole = ref(text)
         for chunk in (1, 2, 3, 5, 8):
-            assert tokens._count_sliced(text, count, chunk) == whole, (repr(text), chunk)
+            assert vocab._count_sliced(text, count, chunk) == whole, (repr(text), chunk)
 
 
 def test_large_text_beyond_bpe_openai_wrapper_limits():
@@ -418,14 +418,14 @@ async def test_async_small_inline_large_in_thread(monkeypatch):
 
 
 async def test_async_loads_vocabulary_off_the_loop(monkeypatch):
-    loaded = tokens._tokenizer()
-    monkeypatch.setattr(tokens, "_state", None)
+    loaded = vocab._tokenizer()
+    monkeypatch.setattr(vocab, "_state", None)
     built_on = []
 
     def build():
         built_on.append(threading.get_ident())
         return loaded
 
-    monkeypatch.setattr(tokens, "_build", build)
+    monkeypatch.setattr(vocab, "_build", build)
     assert await count_prompt_async({"messages": [{"role": "user", "content": "Hello world"}]}) == 9
     assert len(built_on) == 1 and built_on[0] != threading.get_ident()
