@@ -1,11 +1,20 @@
 """Every setting reapi reads, in one place, from REAPI_* environment variables.
 
 Nothing else in the package reads the environment; code gets a Settings value.
+Every value is checked when a Settings is made (from the environment or directly):
+a bad one stops start-up with a SettingsError naming the variable and its allowed range.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+
+
+class SettingsError(SystemExit):
+    """A setting out of range. A SystemExit, so an uncaught one ends the process with
+    status 1 and prints only its message (no traceback)."""
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -15,7 +24,23 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+# field -> (environment variable, least allowed, greatest allowed)
+LIMITS: dict[str, tuple[str, int, int]] = {
+    "max_body_bytes": ("REAPI_MAX_BODY_BYTES", 1024, 2**30),
+    "max_header_bytes": ("REAPI_MAX_HEADER_BYTES", 1024, 16 * 1024 * 1024),
+    "header_timeout_s": ("REAPI_HEADER_TIMEOUT_S", 1, 3600),
+    "body_timeout_s": ("REAPI_BODY_TIMEOUT_S", 1, 3600),
+    "upstream_connect_timeout": ("REAPI_UPSTREAM_CONNECT_TIMEOUT", 1, 600),
+    "upstream_read_timeout": ("REAPI_UPSTREAM_READ_TIMEOUT", 1, 86400),
+    "max_request_seconds": ("REAPI_MAX_REQUEST_SECONDS", 1, 7 * 86400),
+    "config_poll_ms": ("REAPI_CONFIG_POLL_MS", 10, 600_000),
+    "min_output_tokens": ("REAPI_MIN_OUTPUT_TOKENS", 1, 1_000_000),
+    "channel_failures": ("REAPI_CHANNEL_FAILURES", 1, 1000),
+    "channel_cooldown_s": ("REAPI_CHANNEL_COOLDOWN_S", 1, 3600),
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +54,12 @@ class Settings:
     # Largest accepted request body. 32 MiB admits a 1M-token context (about 4 MB of
     # English text) with room for JSON escaping and inline images.
     max_body_bytes: int = 32 * 1024 * 1024
+    # Request line plus headers: larger gets 431 and the connection is closed.
+    max_header_bytes: int = 64 * 1024
+    # Seconds from a connection's opening (or a request's first byte) to its complete headers.
+    header_timeout_s: int = 10
+    # Seconds a request body may go without a byte arriving (idle time between chunks).
+    body_timeout_s: int = 60
     # Upstream timeouts (seconds): to connect, and to wait for the next byte of an answer.
     upstream_connect_timeout: int = 10
     upstream_read_timeout: int = 600
@@ -44,21 +75,39 @@ class Settings:
     channel_cooldown_s: int = 30
     log_level: str = "info"
 
+    def __post_init__(self) -> None:
+        validate(self)
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         d = cls()
+        ints = {f: _int(env, var, getattr(d, f)) for f, (var, _lo, _hi) in LIMITS.items()}
         return cls(
             database_url=env.get("REAPI_DATABASE_URL") or d.database_url,
             redis_url=env.get("REAPI_REDIS_URL") or None,
             admin_key=env.get("REAPI_ADMIN_KEY") or None,
-            max_body_bytes=_int(env, "REAPI_MAX_BODY_BYTES", d.max_body_bytes),
-            upstream_connect_timeout=_int(env, "REAPI_UPSTREAM_CONNECT_TIMEOUT", d.upstream_connect_timeout),
-            upstream_read_timeout=_int(env, "REAPI_UPSTREAM_READ_TIMEOUT", d.upstream_read_timeout),
-            max_request_seconds=_int(env, "REAPI_MAX_REQUEST_SECONDS", d.max_request_seconds),
-            config_poll_ms=_int(env, "REAPI_CONFIG_POLL_MS", d.config_poll_ms),
-            min_output_tokens=_int(env, "REAPI_MIN_OUTPUT_TOKENS", d.min_output_tokens),
-            channel_failures=_int(env, "REAPI_CHANNEL_FAILURES", d.channel_failures),
-            channel_cooldown_s=_int(env, "REAPI_CHANNEL_COOLDOWN_S", d.channel_cooldown_s),
-            log_level=env.get("REAPI_LOG_LEVEL") or d.log_level,
+            log_level=(env.get("REAPI_LOG_LEVEL") or d.log_level).lower(),
+            **ints,
         )
+
+
+def validate(s: Settings) -> None:
+    """Raise SettingsError for the first value out of its range."""
+    known = {f.name for f in fields(s)}
+    for name, (var, lo, hi) in LIMITS.items():
+        if name not in known:
+            continue
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise SettingsError(f"{var} must be an integer between {lo} and {hi}, got {v!r}")
+        if not lo <= v <= hi:
+            raise SettingsError(f"{var} must be between {lo} and {hi}, got {v}")
+    url = s.database_url
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://", "sqlite+aiosqlite:///",
+                           "postgresql+asyncpg://")):
+        raise SettingsError("REAPI_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if s.log_level.lower() not in LOG_LEVELS:
+        raise SettingsError(f"REAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
