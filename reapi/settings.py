@@ -36,6 +36,7 @@ LIMITS: dict[str, tuple[str, int, int]] = {
     "upstream_connect_timeout": ("REAPI_UPSTREAM_CONNECT_TIMEOUT", 1, 600),
     "upstream_read_timeout": ("REAPI_UPSTREAM_READ_TIMEOUT", 1, 86400),
     "max_request_seconds": ("REAPI_MAX_REQUEST_SECONDS", 1, 7 * 86400),
+    "lease_seconds": ("REAPI_LEASE_SECONDS", 2, 3600),
     "config_poll_ms": ("REAPI_CONFIG_POLL_MS", 10, 600_000),
     "min_output_tokens": ("REAPI_MIN_OUTPUT_TOKENS", 1, 1_000_000),
     "channel_failures": ("REAPI_CHANNEL_FAILURES", 1, 1000),
@@ -66,6 +67,9 @@ class Settings:
     # Holds older than this are considered abandoned (the process died mid-request) and
     # released by the sweeper. Must exceed the longest legitimate request.
     max_request_seconds: int = 3600
+    # Each serving process holds a lease in the store, renewed every lease/3 seconds. The holds
+    # of a process whose lease ran out (it died) are released by the other instances' sweepers.
+    lease_seconds: int = 15
     # How often each instance polls the store for admin changes (milliseconds).
     config_poll_ms: int = 1000
     # Smallest output a call must be able to pay for, beyond its prompt, to be admitted.
