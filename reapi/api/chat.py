@@ -318,7 +318,8 @@ async def relay_once(call: Call, send: Send, receive: Receive) -> None:
             await finish_failed(call, err.code or "upstream_error")
             raise err
         if call.stream:
-            conv = adapter.stream_converter(call.model, channel.upstream_model(call.model), call.include_usage)
+            conv = adapter.stream_converter(call.model, channel.upstream_model(call.model), call.include_usage,
+                                            channel)
             await relay_stream(call, resp, send, receive, conv)
         else:
             await relay_whole(call, resp, send)

@@ -613,8 +613,10 @@ def error_from_anthropic(status: int, err_type: str | None, message: Any, channe
 class AnthropicStreamConverter:
     """Anthropic Messages SSE events -> OpenAI chat.completion.chunk events."""
 
-    def __init__(self, public_model: str, upstream_model: str, include_usage: bool) -> None:
+    def __init__(self, public_model: str, upstream_model: str, include_usage: bool,
+                 channel: Channel | None = None) -> None:
         self.public_model = public_model
+        self.channel = channel  # whose secrets to scrub from `error` events
         self.upstream_model = upstream_model
         self.include_usage = include_usage
         self.usage: Usage | None = None
@@ -726,7 +728,7 @@ class AnthropicStreamConverter:
             err = ev.get("error") or {}
             err_type = err.get("type")
             status = _TYPE_STATUS.get(err_type, 500)
-            raise error_from_anthropic(status, err_type, err.get("message"), None)
+            raise error_from_anthropic(status, err_type, err.get("message"), self.channel)
 
         return []  # ping and future event types
 
@@ -814,8 +816,9 @@ class AnthropicAdapter:
         }
         return orjson.dumps(out), usage
 
-    def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool) -> AnthropicStreamConverter:
-        return AnthropicStreamConverter(public_model, upstream_model, include_usage)
+    def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool,
+                         channel: Channel | None = None) -> AnthropicStreamConverter:
+        return AnthropicStreamConverter(public_model, upstream_model, include_usage, channel)
 
     def map_error(self, status: int, raw: bytes, channel: Channel) -> GatewayError:
         try:

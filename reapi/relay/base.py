@@ -84,8 +84,10 @@ class Adapter(Protocol):
         """A successful (2xx) non-streaming upstream body -> (OpenAI chat.completion JSON bytes, usage)."""
         ...
 
-    def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool) -> StreamConverter:
-        """A converter for one streaming call; include_usage: the client asked for the usage chunk."""
+    def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool,
+                         channel: Channel | None = None) -> StreamConverter:
+        """A converter for one streaming call; include_usage: the client asked for the usage chunk;
+        channel: whose secrets to scrub from in-stream error messages."""
         ...
 
     def map_error(self, status: int, raw: bytes, channel: Channel) -> GatewayError:

@@ -39,8 +39,9 @@ def _set_model(data: bytes, public: bytes) -> bytes:
 
 
 class OpenAIStream:
-    def __init__(self, public_model: str, include_usage: bool) -> None:
+    def __init__(self, public_model: str, include_usage: bool, channel: Channel | None = None) -> None:
         self.public = public_model.encode()
+        self.channel = channel
         self.include_usage = include_usage
         self.usage: Usage | None = None
         self.finished = False
@@ -123,8 +124,9 @@ class OpenAIAdapter:
             raw = orjson.dumps(obj)
         return raw, usage
 
-    def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool) -> OpenAIStream:
-        return OpenAIStream(public_model, include_usage)
+    def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool,
+                         channel: Channel | None = None) -> OpenAIStream:
+        return OpenAIStream(public_model, include_usage, channel)
 
     def map_error(self, status: int, raw: bytes, channel: Channel) -> GatewayError:
         return map_openai_error(status, raw, channel)
