@@ -18,6 +18,7 @@ transaction. Entries per request:
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Union
@@ -35,6 +36,41 @@ L = schema.ledger
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# --- what may be written ------------------------------------------------------------------
+# Nothing a call reports is trusted to fit the columns: a value that does not fit would fail
+# the settlement's transaction and leave the hold open. Every count and string is made to fit
+# here, just before it is written (the adapters validate too).
+
+INT_MAX = 2**31 - 1  # INTEGER columns (token counts)
+BIGINT_MAX = 2**63 - 1  # BIGINT columns (nano-USD)
+CODE_MAX = 64  # usage.error_code
+_CODE = re.compile(r"[a-z0-9_.\-]+")
+
+
+def count(value: Any) -> int:
+    """A token count as stored: an int in [0, INT_MAX]; anything else is 0."""
+    if type(value) is not int or value < 0:
+        return 0
+    return value if value <= INT_MAX else INT_MAX
+
+
+def nano(value: Any) -> int:
+    """An amount as stored: an int in [0, BIGINT_MAX]; anything else is 0."""
+    if type(value) is not int or value < 0:
+        return 0
+    return value if value <= BIGINT_MAX else BIGINT_MAX
+
+
+def error_code(value: Any) -> str | None:
+    """An error code as stored: lower-case letters, digits and `_.-`, at most CODE_MAX long;
+    anything else (a number, a list, other characters) is "upstream_error"."""
+    if value is None:
+        return None
+    if type(value) is not str or not _CODE.fullmatch(value):
+        return "upstream_error"
+    return value[:CODE_MAX]
 
 
 # --- the operations -------------------------------------------------------------------
@@ -115,10 +151,36 @@ RELEASE_USAGE = "UPDATE usage SET status = ?, error_code = ?, cost_nano = 0, set
 INSERT_LEDGER = ("INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at) "
                  "VALUES (?, ?, ?, ?, ?, ?)")
 INSERT_USAGE = ('INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, '
-                "hold_nano, created_at, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
-                "cost_nano, uncollected_nano) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0)")
-ABANDONED = ("SELECT u.request_id, u.account_id, u.key_id, u.hold_nano, k.spend_limit_nano FROM usage u "
-             "LEFT JOIN api_keys k ON k.id = u.key_id WHERE u.status = 'pending' AND u.created_at < ?")
+                "hold_nano, created_at, instance_id, prompt_tokens, completion_tokens, cached_tokens, "
+                "cache_write_tokens, cost_nano, uncollected_nano) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0)")
+# The store's clock in epoch milliseconds: leases are written and judged by it, so instances
+# on machines whose clocks disagree still agree on which lease ran out.
+DB_NOW = {"postgresql": "(extract(epoch from clock_timestamp()) * 1000)::bigint",
+          "sqlite": "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"}
+
+# Holds nobody will close: pending rows (the partial index ix_usage_pending holds only those,
+# i.e. the calls in flight) whose instance's lease ran out or is gone, or, whatever their
+# instance, older than the age limit. Parameters: the age cut-off (ms), the sweeping instance.
+# A row without instance (written before migration 0003, or by an older release still
+# running) is judged by age only, and an instance never judges its own lease.
+ABANDONED = """
+SELECT u.request_id, u.account_id, u.key_id, u.hold_nano, k.spend_limit_nano
+FROM usage u LEFT JOIN instances i ON i.id = u.instance_id LEFT JOIN api_keys k ON k.id = u.key_id
+WHERE u.status = 'pending' AND (u.created_at < ? OR (u.instance_id IS NOT NULL AND u.instance_id <> ?
+      AND (i.id IS NULL OR i.expires_at < {now})))
+"""
+
+
+def abandoned_sql(postgres: bool) -> str:
+    sql = ABANDONED.replace("{now}", DB_NOW["postgresql" if postgres else "sqlite"])
+    return _numbered(sql) if postgres else sql
+
+
+def abandoned_releases(rows) -> list[Release]:
+    """The releases for ABANDONED's rows: nothing charged, the whole hold given back."""
+    return [Release(rid, acc, kid, limit is not None, held, status="expired", error_code="abandoned")
+            for rid, acc, kid, held, limit in rows]
 
 
 def _numbered(sql: str) -> str:
@@ -141,9 +203,9 @@ keys AS (
   WHERE k.id = v.id AND k.id = ANY($3::int[])),
 new_usage AS (
   INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, hold_nano,
-                     created_at, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nano,
-                     uncollected_nano)
-  SELECT r, a, k, m, g, c, s, st, h, t, 0, 0, 0, 0, 0, 0
+                     created_at, instance_id, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
+                     cost_nano, uncollected_nano)
+  SELECT r, a, k, m, g, c, s, st, h, t, $34::text, 0, 0, 0, 0, 0, 0
   FROM unnest($5::text[], $6::int[], $7::int[], $8::text[], $9::text[], $10::int[], $11::bool[], $12::text[],
               $13::bigint[], $14::bigint[]) AS v(r, a, k, m, g, c, s, st, h, t)),
 settled AS (
@@ -161,7 +223,7 @@ entries AS (
   SELECT * FROM unnest($28::int[], $29::text[], $30::bigint[], $31::text[], $32::text[], $33::bigint[]))
 SELECT 1
 """
-_PG_WIDTHS = (2, 2, 10, 9, 4, 6)  # columns of each part above, in order
+_PG_WIDTHS = (2, 2, 10, 9, 4, 6)  # columns of each part above, in order; $34 is the batch's instance id
 
 
 def _columns(rows: list[tuple], width: int) -> list[list]:
@@ -177,11 +239,12 @@ class Tx:
     below do the I/O for a DB-API cursor and for an asyncpg connection. The caller
     owns the transaction."""
 
-    __slots__ = ("postgres", "balances", "spent", "pending", "_dirty_accounts", "_dirty_keys", "_ledger",
-                 "_usage", "_settled", "_released")
+    __slots__ = ("postgres", "instance_id", "balances", "spent", "pending", "_dirty_accounts", "_dirty_keys",
+                 "_ledger", "_usage", "_settled", "_released")
 
-    def __init__(self, postgres: bool) -> None:
+    def __init__(self, postgres: bool, instance_id: str | None = None) -> None:
         self.postgres = postgres
+        self.instance_id = instance_id  # recorded on every hold: whose lease keeps it open
         self.balances: dict[int, int] = {}
         self.spent: dict[int, int] = {}
         self.pending: set[str] = set()
@@ -247,10 +310,13 @@ class Tx:
     def pg_write_args(self) -> list[list]:
         """The arrays for PG_WRITE: balances and spent are (value, id), the statement wants (id, value)."""
         parts = self._parts()
-        args: list[list] = []
+        args: list = []
         for i, ((_, rows), width) in enumerate(zip(parts, _PG_WIDTHS)):
             cols = _columns(rows, width)
+            if i == 2 and rows:
+                cols = cols[:width]  # the instance id goes once, as $34
             args += cols[::-1] if i < 2 else cols
+        args.append(self.instance_id)
         return args
 
 
@@ -275,7 +341,7 @@ def _hold(tx: Tx, req: HoldRequest, ts: int) -> HoldResult:
         tx.spend(req.key_id, amount)
     tx.ledger(req.account_id, "hold", -amount, req.request_id, None, ts)
     tx._usage.append((req.request_id, req.account_id, req.key_id, req.model, req.group, req.channel_id, req.stream,
-                      "pending", amount, ts))
+                      "pending", amount, ts, tx.instance_id))
     return HoldResult(True, amount=amount, balance_after=tx.balances[req.account_id])
 
 
@@ -283,16 +349,18 @@ def _settle(tx: Tx, s: Settlement, ts: int) -> int | None:
     if s.request_id not in tx.pending:
         return None
     tx.pending.discard(s.request_id)
-    charged = s.cost_nano
-    extra = s.cost_nano - s.hold_nano
+    cost = s.cost_nano if type(s.cost_nano) is int and s.cost_nano > 0 else 0  # exact, maybe beyond BIGINT
+    charged = cost
+    extra = cost - s.hold_nano
     if extra > 0:
-        # The upstream reported more than the hold covered: collect what the balance allows.
+        # The upstream reported more than the hold covered: collect what the balance allows
+        # (so the charge never exceeds hold + balance, which fits the balance's column).
         charged = s.hold_nano + min(extra, max(0, tx.balances[s.account_id]))
     tx.move(s.account_id, s.hold_nano - charged)
     if s.key_limited and s.key_id in tx.spent:
         tx.spend(s.key_id, charged - s.hold_nano)
-    tx._settled.append((s.status, s.prompt_tokens, s.completion_tokens, s.cached_tokens, s.cache_write_tokens,
-                        charged, s.cost_nano - charged, ts, s.request_id))
+    tx._settled.append((s.status, count(s.prompt_tokens), count(s.completion_tokens), count(s.cached_tokens),
+                        count(s.cache_write_tokens), charged, nano(cost - charged), ts, s.request_id))
     tx.ledger(s.account_id, "release", s.hold_nano, s.request_id, None, ts)
     tx.ledger(s.account_id, "charge", -charged, s.request_id, None, ts)
     return charged
@@ -305,7 +373,7 @@ def _release(tx: Tx, r: Release, ts: int) -> bool:
     tx.move(r.account_id, r.hold_nano)
     if r.key_limited and r.key_id in tx.spent:
         tx.spend(r.key_id, -r.hold_nano)
-    tx._released.append((r.status, r.error_code, ts, r.request_id))
+    tx._released.append((r.status, error_code(r.error_code), ts, r.request_id))
     tx.ledger(r.account_id, "release", r.hold_nano, r.request_id, None, ts)
     return True
 
@@ -327,9 +395,9 @@ def decide(tx: Tx, ops: list[Op]) -> list[Any]:
     return [_APPLY[type(op)](tx, op, ts) for op in ops]
 
 
-def run_sync(cursor: Any, postgres: bool, ops: list[Op]) -> list[Any]:
+def run_sync(cursor: Any, postgres: bool, ops: list[Op], instance_id: str | None = None) -> list[Any]:
     """A batch on a DB-API cursor, inside the caller's transaction."""
-    tx = Tx(postgres)
+    tx = Tx(postgres, instance_id)
     for kind, sql, params in tx.locks(ops):
         cursor.execute(sql, params)
         tx.absorb(kind, cursor.fetchall())
@@ -339,10 +407,10 @@ def run_sync(cursor: Any, postgres: bool, ops: list[Op]) -> list[Any]:
     return results
 
 
-async def run_asyncpg(conn: Any, ops: list[Op]) -> list[Any]:
+async def run_asyncpg(conn: Any, ops: list[Op], instance_id: str | None = None) -> list[Any]:
     """A batch on an asyncpg connection, inside the caller's transaction: the locks,
     then one statement for all writes."""
-    tx = Tx(True)
+    tx = Tx(True, instance_id)
     for kind, sql, params in tx.locks(ops):
         tx.absorb(kind, await conn.fetch(sql, *params))
     results = decide(tx, ops)
@@ -360,17 +428,16 @@ async def run(conn: AsyncConnection, op: Op) -> Any:
     return (await conn.run_sync(apply_on, [op]))[0]
 
 
-async def sweep(conn: AsyncConnection, older_than_ms: int) -> int:
-    """Release holds of calls pending since before `older_than_ms` (their process died)."""
-    rows = (await conn.exec_driver_sql(
-        ABANDONED.replace("?", "$1") if conn.dialect.name == "postgresql" else ABANDONED, (older_than_ms,))).all()
-    ops = [Release(rid, acc, kid, limit is not None, held, status="expired", error_code="abandoned")
-           for rid, acc, kid, held, limit in rows]
-    return sum((await conn.run_sync(apply_on, ops))) if ops else 0
+# The sign each kind of entry must have: a hold takes, a release gives back, a charge takes.
+_SIGN = {"hold": -1, "release": 1, "charge": -1, "credit": 1}
 
 
 async def verify(conn: AsyncConnection) -> list[str]:
-    """Every way the books could be wrong, as readable lines; empty when they balance."""
+    """Every way the books could be wrong, as readable lines; empty when they balance.
+
+    Balances against their entries; every entry's sign against its kind; every usage record
+    against its own entries: one hold of -hold, a release of +hold once the call is closed
+    (none while pending), a charge of -cost; no negative cost, count or uncollected amount."""
     problems: list[str] = []
     sums = dict((await conn.execute(
         select(L.c.account_id, func.coalesce(func.sum(L.c.amount_nano), 0)).group_by(L.c.account_id))).all())
@@ -380,12 +447,51 @@ async def verify(conn: AsyncConnection) -> list[str]:
             problems.append(f"account {acc_id}: balance {balance} != ledger sum {total} (nano-USD)")
         if balance < 0:
             problems.append(f"account {acc_id}: negative balance {balance}")
-    per_request = dict((await conn.execute(
-        select(L.c.request_id, func.sum(L.c.amount_nano)).where(L.c.request_id.is_not(None))
-        .group_by(L.c.request_id))).all())
-    for r in (await conn.execute(select(U.c.request_id, U.c.status, U.c.hold_nano, U.c.cost_nano))).all():
-        moved = -int(per_request.get(r.request_id, 0))
-        expected = r.hold_nano if r.status == "pending" else r.cost_nano
-        if moved != expected:
-            problems.append(f"usage {r.request_id} ({r.status}): cost {expected} != ledger {moved}")
+    wrong_sign = (L.c.kind.in_(["hold", "charge"]) & (L.c.amount_nano > 0)) | (
+        L.c.kind.in_(["release", "credit"]) & (L.c.amount_nano < 0))
+    for e in (await conn.execute(select(L.c.id, L.c.kind, L.c.amount_nano, L.c.request_id).where(wrong_sign)
+                                 .order_by(L.c.id))).all():
+        problems.append(f"ledger entry {e.id} ({e.kind}, request {e.request_id}): amount {e.amount_nano} has the "
+                        f"wrong sign for a {e.kind}")
+    # request -> kind -> (sum, count)
+    entries: dict[str, dict[str, tuple[int, int]]] = {}
+    for rid, kind, total, n in (await conn.execute(
+            select(L.c.request_id, L.c.kind, func.sum(L.c.amount_nano), func.count())
+            .where(L.c.request_id.is_not(None)).group_by(L.c.request_id, L.c.kind))).all():
+        entries.setdefault(rid, {})[kind] = (int(total), n)
+    columns = (U.c.request_id, U.c.status, U.c.hold_nano, U.c.cost_nano, U.c.uncollected_nano, U.c.prompt_tokens,
+               U.c.completion_tokens, U.c.cached_tokens, U.c.cache_write_tokens)
+    for r in (await conn.execute(select(*columns))).all():
+        problems += _usage_problems(r, entries.pop(r.request_id, {}))
+    for rid in sorted(entries):
+        problems.append(f"ledger entries for request {rid} without a usage record")
     return problems
+
+
+def _usage_problems(r: Any, kinds: dict[str, tuple[int, int]]) -> list[str]:
+    """What is wrong with one usage record and its ledger entries (request -> kind -> (sum, count))."""
+    out: list[str] = []
+    tag = f"usage {r.request_id} ({r.status})"
+    moved = -sum(total for total, _ in kinds.values())
+    expected = r.hold_nano if r.status == "pending" else r.cost_nano
+    if moved != expected:
+        out.append(f"{tag}: cost {expected} != ledger {moved}")
+    for name in ("hold_nano", "cost_nano", "uncollected_nano", "prompt_tokens", "completion_tokens",
+                 "cached_tokens", "cache_write_tokens"):
+        if getattr(r, name) < 0:
+            out.append(f"{tag}: negative {name} {getattr(r, name)}")
+    hold, holds = kinds.get("hold", (0, 0))
+    release, releases = kinds.get("release", (0, 0))
+    charge, charges = kinds.get("charge", (0, 0))
+    if holds != 1 or hold != -r.hold_nano:
+        out.append(f"{tag}: {holds} hold entr{'y' if holds == 1 else 'ies'} of {hold} for a hold of {r.hold_nano}")
+    want_releases = 0 if r.status == "pending" else 1
+    if releases != want_releases or release != want_releases * r.hold_nano:
+        out.append(f"{tag}: {releases} release entr{'y' if releases == 1 else 'ies'} of {release} for a hold of "
+                   f"{r.hold_nano} ({'still pending' if r.status == 'pending' else 'closed'})")
+    if charges > 1 or charge != -r.cost_nano:
+        out.append(f"{tag}: charge entries of {charge} for a cost of {r.cost_nano}")
+    other = sorted(set(kinds) - {"hold", "release", "charge"})
+    if other:
+        out.append(f"{tag}: unexpected ledger entries of kind {', '.join(other)}")
+    return out

@@ -8,6 +8,12 @@ share one commit. Operations in a batch are ordered by account so concurrent
 batches (other processes) lock rows in the same order. If a batch fails, its
 operations are retried one per transaction so one bad operation cannot fail others.
 
+A hold must never stay open because its close failed: a Settlement that still fails
+alone is replaced by a Release of the same hold (status failed, error_code
+settlement_failed: nothing charged), and a Release that fails is retried with backoff.
+Only if that fails too does the caller get MoneyNotClosed; the release is then retried
+at every sweep (`sweep`) until it is written.
+
 A batch is applied by ledger.py on the driver itself: sqlite3 (see SQLiteBatches) or
 asyncpg (see PostgresBatches), without SQLAlchemy in between.
 """
@@ -23,13 +29,20 @@ from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reapi.billing.ledger import Op, run_asyncpg, run_sync
+from reapi.billing.ledger import (Op, Release, Settlement, abandoned_releases, abandoned_sql, run_asyncpg,
+                                  run_sync)
 from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.billing")
 
 CHECKPOINT_S = 1.0
 WAL_LIMIT = 64 << 20  # a WAL this big is folded back with writers paused, so it cannot grow forever
+RELEASE_RETRIES_S = (0.0, 0.05, 0.25, 1.0, 2.5)  # a failed close is tried again after each of these pauses
+
+
+class MoneyNotClosed(Exception):
+    """A Settlement or Release could not be written, nor the hold released instead: the hold
+    is still open. The writer keeps retrying the release at every sweep."""
 
 
 class SQLiteBatches:
@@ -45,8 +58,9 @@ class SQLiteBatches:
     sharing the core (bench, concurrency 1: p99 2.4-4 ms, 1.6-2.8 ms at nice 19).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, instance_id: str | None = None) -> None:
         self.path = path
+        self.instance_id = instance_id
         self.inline = self._connect(busy_ms=0, autocheckpoint=0)
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="reapi-billing")
         self.checkpointer = ThreadPoolExecutor(1, thread_name_prefix="reapi-checkpoint", initializer=_lowest_priority)
@@ -78,7 +92,7 @@ class SQLiteBatches:
 
     def _finish(self, conn: sqlite3.Connection, ops: list[Op]) -> list[Any]:
         try:
-            results = run_sync(conn.cursor(), False, ops)
+            results = run_sync(conn.cursor(), False, ops, self.instance_id)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -86,6 +100,19 @@ class SQLiteBatches:
             raise
         self.commits += 1
         return results
+
+    async def fetch(self, sql: str, params: tuple) -> list[tuple]:
+        """A read (no write lock: a WAL reader waits for nobody), on the loop; off it should
+        the file be busy anyway (e.g. during a WAL restart)."""
+        try:
+            return self.inline.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:
+            return await asyncio.get_running_loop().run_in_executor(self.thread, self._fetch_waiting, sql, params)
+
+    def _fetch_waiting(self, sql: str, params: tuple) -> list[tuple]:
+        if self._waiting is None:
+            self._waiting = self._connect(busy_ms=30000)
+        return self._waiting.execute(sql, params).fetchall()
 
     def checkpoint(self) -> None:
         """In the thread: fold the WAL back into the database file. PASSIVE blocks nobody,
@@ -121,28 +148,43 @@ class PostgresBatches:
     """Runs batches on PostgreSQL over plain asyncpg connections, one per writer task
     (no pool checkout, no ping: a broken connection fails its batch and is replaced)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, instance_id: str | None = None) -> None:
         import asyncpg  # here, so SQLite deployments never load it
 
         self.dsn = dsn
+        self.instance_id = instance_id
         self._connect = asyncpg.connect
         self._idle: list[Any] = []
 
-    async def run(self, ops: list[Op]) -> list[Any]:
+    async def _conn(self) -> Any:
         # enable_seqscan=off: these connections run only the ledger's few statements, each of
-        # which finds its rows by primary or unique key. A plan cached while the tables were
-        # empty (and never re-planned where autovacuum is off) scanned the whole usage table
-        # in every batch: the bench slowed from 1,600 to 700 req/s within a minute.
-        conn = self._idle.pop() if self._idle else await self._connect(
+        # which finds its rows by primary or unique key (or, the sweep, by the partial index of
+        # pending rows). A plan cached while the tables were empty (and never re-planned where
+        # autovacuum is off) scanned the whole usage table in every batch: the bench slowed
+        # from 1,600 to 700 req/s within a minute.
+        return self._idle.pop() if self._idle else await self._connect(
             self.dsn, server_settings={"enable_seqscan": "off"})
+
+    async def run(self, ops: list[Op]) -> list[Any]:
+        conn = await self._conn()
         try:
             async with conn.transaction():
-                results = await run_asyncpg(conn, ops)
+                results = await run_asyncpg(conn, ops, self.instance_id)
         except BaseException:
             conn.terminate()  # whatever state it is in, do not reuse it
             raise
         self._idle.append(conn)
         return results
+
+    async def fetch(self, sql: str, params: tuple) -> list[tuple]:
+        conn = await self._conn()
+        try:
+            rows = await conn.fetch(sql, *params)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._idle.append(conn)
+        return [tuple(r) for r in rows]
 
     async def close(self) -> None:
         while self._idle:
@@ -150,16 +192,19 @@ class PostgresBatches:
 
 
 class BillingWriter:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, writers: int | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, writers: int | None = None,
+                 instance_id: str | None = None) -> None:
+        """`instance_id`: the serving process's lease id, recorded on every hold it takes."""
         self.engine = engine
         self.max_batch = max_batch
+        self.instance_id = instance_id
         self.sqlite: SQLiteBatches | None = None
         self.postgres: PostgresBatches | None = None
         if engine.dialect.name == "sqlite":
-            self.sqlite = SQLiteBatches(sqlite_path(engine.url))
+            self.sqlite = SQLiteBatches(sqlite_path(engine.url), instance_id)
         elif engine.dialect.name == "postgresql":
             self.postgres = PostgresBatches(engine.url.set(drivername="postgresql").render_as_string(
-                hide_password=False))
+                hide_password=False), instance_id)
         # SQLite has one writer at a time anyway. PostgreSQL runs a few batches in parallel,
         # one queue per shard of accounts: one account's operations always meet in the same
         # batches instead of spreading over parallel writers' row locks. Each shard keeps
@@ -171,6 +216,8 @@ class BillingWriter:
             asyncio.Queue() for _ in range(self.writers)]
         self._inflight = 0
         self._tasks: list[asyncio.Task] = []
+        self._closing: set[asyncio.Task] = set()  # closes being retried (see _close_anyway)
+        self.unclosed: dict[str, Release] = {}  # releases that failed every retry, tried again by sweep()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -189,9 +236,11 @@ class BillingWriter:
     async def stop(self) -> None:
         # Let queued and running money operations finish before shutting down.
         for _ in range(1000):
-            if not self._inflight and all(q.empty() for q in self._queues):
+            if not self._inflight and not self._closing and all(q.empty() for q in self._queues):
                 break
             await asyncio.sleep(0.01)
+        for t in self._closing:
+            t.cancel()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -245,11 +294,73 @@ class BillingWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(op, (Settlement, Release)):
+                    # Off this queue's task: its other operations need not wait for the retries.
+                    task = asyncio.get_running_loop().create_task(self._close_anyway(op, fut, on_orphan))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
+                    continue
                 log.exception("billing operation failed")
                 if not fut.done():
                     fut.set_exception(exc)
                 continue
             self._deliver(fut, on_orphan, result)
+
+    async def _close_anyway(self, op: Settlement | Release, fut: asyncio.Future, on_orphan) -> None:
+        """A close that failed alone: release the hold instead (a settlement), retried with backoff.
+        The caller gets what the close would have answered (a settlement: 0, nothing charged;
+        None if the hold was already closed), or MoneyNotClosed."""
+        settling = isinstance(op, Settlement)
+        release = Release(op.request_id, op.account_id, op.key_id, op.key_limited, op.hold_nano, status="failed",
+                          error_code="settlement_failed") if settling else op
+        log.error("billing: %s of request %s failed; %s", "settlement" if settling else "release", op.request_id,
+                  "releasing its hold instead" if settling else "retrying", exc_info=True)
+        released = await self._release_retrying(release)
+        if released is not None:
+            if settling and released:
+                log.warning("billing: request %s was not charged: its settlement failed, its hold was released",
+                            op.request_id)
+            self._deliver(fut, on_orphan, (0 if released else None) if settling else released)
+            return
+        log.error("billing: could not release the hold of request %s; retrying at every sweep", op.request_id)
+        self.unclosed[release.request_id] = release
+        if not fut.done():
+            fut.set_exception(MoneyNotClosed(f"the hold of request {op.request_id} could not be closed"))
+
+    async def _release_retrying(self, release: Release) -> bool | None:
+        """Write `release`, trying again after each of RELEASE_RETRIES_S: its result (False: the hold
+        was already closed), or None if every try failed."""
+        for pause in RELEASE_RETRIES_S:
+            await asyncio.sleep(pause)
+            try:
+                return (await self._transaction([release]))[0]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("billing: release of request %s failed", release.request_id, exc_info=True)
+        return None
+
+    async def sweep(self, age_cutoff_ms: int) -> int:
+        """Release abandoned holds: those whose instance's lease ran out or is gone, and any pending
+        since before `age_cutoff_ms` (see ledger.ABANDONED). One read of the pending rows; the
+        releases go through the batches like any other (a hold closed meanwhile is left alone).
+        Closes that failed every retry earlier are tried again first. Returns how many holds
+        were released."""
+        released = 0
+        for rid, release in list(self.unclosed.items()):
+            try:
+                released += bool((await self._transaction([release]))[0])
+            except Exception:
+                log.warning("billing: release of request %s failed again", rid, exc_info=True)
+                continue
+            self.unclosed.pop(rid, None)
+        postgres = self.postgres is not None
+        rows = await (self.postgres or self.sqlite).fetch(abandoned_sql(postgres), (age_cutoff_ms, self.instance_id or ""))
+        if rows:
+            results = await asyncio.gather(*(self.submit(op) for op in abandoned_releases(rows)),
+                                           return_exceptions=True)
+            released += sum(1 for r in results if r is True)
+        return released
 
     async def _transaction(self, ops: list[Op]) -> list[Any]:
         """Run `ops` in one transaction and commit."""
