@@ -4,10 +4,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 
 import aiohttp
+from sqlalchemy import text
 
-from reapi.billing.ledger import now_ms, sweep
+from reapi.billing.ledger import DB_NOW, now_ms
 from reapi.billing.writer import BillingWriter
 from reapi.limits import Limiter, make_limiter
 from reapi.relay.anthropic import ADAPTER as ANTHROPIC
@@ -22,19 +24,32 @@ log = logging.getLogger("reapi")
 
 ADAPTERS: dict[str, Adapter] = {"openai": OPENAI, "anthropic": ANTHROPIC}
 
+# A hold older than REAPI_MAX_REQUEST_SECONDS plus this is released whatever its instance: calls
+# are bounded to REAPI_MAX_REQUEST_SECONDS, so only a hold whose close was lost gets that old.
+AGE_GRACE_S = 60
+
+# The lease: this process's row in `instances`, written and judged by the store's clock ({now}).
+RENEW_LEASE = ("INSERT INTO instances (id, started_at, expires_at) VALUES (:id, {now}, {now} + :ms) "
+               "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at")
+# Leases that ran out long ago: their holds, if any are left, count as the holds of a missing instance.
+FORGET_LEASES = "DELETE FROM instances WHERE expires_at < {now} - :ms"
+END_LEASE = "DELETE FROM instances WHERE id = :id"
+
 
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings.database_url)
         self.catalog = CatalogCache(self.engine, settings.config_poll_ms)
-        self.writer = BillingWriter(self.engine)
+        self.instance_id = secrets.token_hex(8)  # this process's lease, recorded on each of its holds
+        self.writer = BillingWriter(self.engine, instance_id=self.instance_id)
         self.limiter: Limiter = make_limiter(settings.redis_url)
         self.health = ChannelHealth(redis_url=settings.redis_url, failure_threshold=settings.channel_failures,
                                     cooldown_s=settings.channel_cooldown_s,
                                     max_cooldown_s=max(300, settings.channel_cooldown_s))
         self.http: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task | None = None
+        self._lease: asyncio.Task | None = None
 
     async def start(self) -> None:
         from reapi.billing import tokens
@@ -43,6 +58,8 @@ class Gateway:
         await asyncio.to_thread(tokens.warm)
         await self.catalog.reload()
         self.catalog.start()
+        await self.renew_lease()  # before the first hold: a hold without a live lease is abandoned
+        self._lease = asyncio.get_running_loop().create_task(self._renew_forever())
         self.writer.start()
         await self.health.start()
         metrics.set_health_provider(self.health.states)
@@ -64,24 +81,62 @@ class Gateway:
             self._sweeper.cancel()
         await self.catalog.stop()
         await self.writer.stop()
+        if self._lease:
+            self._lease.cancel()
+            await self.end_lease()
         await self.health.stop()
         await self.limiter.close()
         if self.http:
             await self.http.close()
         await self.engine.dispose()
 
-    async def sweep_once(self) -> int:
-        cutoff = now_ms() - self.settings.max_request_seconds * 1000
+    @property
+    def lease_interval(self) -> float:
+        """Seconds between lease renewals, and between sweeps."""
+        return self.settings.lease_seconds / 3
+
+    async def _lease_sql(self, sql: str, **params: int | str) -> None:
         async with self.engine.begin() as conn:
-            n = await sweep(conn, cutoff)
+            await conn.execute(text(sql.replace("{now}", DB_NOW[conn.dialect.name])), params)
+
+    async def renew_lease(self) -> None:
+        await self._lease_sql(RENEW_LEASE, id=self.instance_id, ms=self.settings.lease_seconds * 1000)
+
+    async def end_lease(self) -> None:
+        """On a clean stop: the lease goes, so another instance releases any hold still open at once."""
+        try:
+            await self._lease_sql(END_LEASE, id=self.instance_id)
+        except Exception:
+            log.warning("could not end this instance's lease; it runs out in %ds", self.settings.lease_seconds)
+
+    async def _renew_forever(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.lease_interval)
+            try:
+                await self.renew_lease()
+                await self._lease_sql(FORGET_LEASES, ms=max(3600, 10 * self.settings.lease_seconds) * 1000)
+            except Exception:
+                if not failing:
+                    log.exception("could not renew this instance's lease; retrying (other instances release "
+                                  "its holds if it runs out)")
+                failing = True
+                continue
+            if failing:
+                log.warning("instance lease renewed again")
+            failing = False
+
+    async def sweep_once(self) -> int:
+        """Release the holds of dead instances (lease ran out or gone) and any hold past the age limit."""
+        cutoff = now_ms() - (self.settings.max_request_seconds + AGE_GRACE_S) * 1000
+        n = await self.writer.sweep(cutoff)
         if n:
-            log.warning("released %d abandoned hold(s) older than %ds", n, self.settings.max_request_seconds)
+            log.warning("released %d abandoned hold(s)", n)
         return n
 
     async def _sweep_forever(self) -> None:
-        interval = max(1.0, min(60.0, self.settings.max_request_seconds / 4))
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.lease_interval)
             try:
                 await self.sweep_once()
             except Exception:

@@ -99,10 +99,23 @@ usage = Table(
     Column("error_code", String(64), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("settled_at", BigInteger, nullable=True),
+    # The serving process that took the hold (instances.id); NULL for rows written before
+    # migration 0003. A pending hold whose instance's lease ran out is abandoned.
+    Column("instance_id", String(32), nullable=True),
     Index("ix_usage_account_created", "account_id", "created_at"),
-    # The sweeper's only query: pending rows by age (migration 0002).
+    # The sweeper's only query reads pending rows, and only those: this partial index holds
+    # just the calls in flight (migration 0002).
     Index("ix_usage_pending", "created_at", sqlite_where=text("status = 'pending'"),
           postgresql_where=text("status = 'pending'")),
+)
+
+# One row per serving process: its lease, renewed every lease/3 seconds (migration 0003).
+# Times are the store's clock on PostgreSQL, so instances on different machines agree.
+instances = Table(
+    "instances", metadata,
+    Column("id", String(32), primary_key=True),  # random per process
+    Column("started_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
 )
 
 # Append-only: every change of an account's balance is one row here.
