@@ -154,7 +154,25 @@ def text_st(echo: bool) -> st.SearchStrategy[str]:
 
 # ---------------------------------------------------------------- OpenAI format
 
+OA_SANE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 0}}
+AN_SANE = {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+
+
+def one_bad(sane: dict, fields: list[str]) -> st.SearchStrategy[dict]:
+    """A plausible usage object with one count replaced by a hostile value (the likeliest real-world bug)."""
+    def put(name: str, value: object) -> dict:
+        out = json.loads(json.dumps(sane))
+        if name == "cached_tokens":
+            out["prompt_tokens_details"]["cached_tokens"] = value
+        else:
+            out[name] = value
+        return out
+    return st.builds(put, st.sampled_from(fields), token)
+
+
+oa_one_bad = one_bad(OA_SANE, ["prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens"])
 oa_usage = st.one_of(
+    oa_one_bad, oa_one_bad, oa_one_bad,
     st.just(MISSING), st.just(None), st.just({}),
     st.builds(lambda t: {"total_tokens": t}, token),
     st.builds(lambda p, c, t, d: _compact({"prompt_tokens": p, "completion_tokens": c, "total_tokens": t,
@@ -279,7 +297,9 @@ def oa_plans(stream: bool, echo: bool = False) -> st.SearchStrategy[Plan]:
 
 ANTHROPIC_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "billing_error",
                    "not_found_error", "request_too_large", "rate_limit_error", "api_error", "overloaded_error"]
+an_one_bad = one_bad(AN_SANE, list(AN_SANE))
 an_usage = st.one_of(
+    an_one_bad, an_one_bad, an_one_bad,
     st.just(MISSING), st.just(None), st.just({}),
     st.fixed_dictionaries({}, optional={k: token for k in (
         "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")}),
@@ -389,7 +409,7 @@ def an_plans(stream: bool, echo: bool = False) -> st.SearchStrategy[Plan]:
 # ---------------------------------------------------------------- explicit examples
 
 def explicit(fmt: str, stream: bool) -> list[Plan]:
-    """Redirects, dropped connections and a stall past the read timeout: always run."""
+    """Negative usage, redirects, dropped connections, a stall past the read timeout, a slow answer: always run."""
     if fmt == "openai":
         ok = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
               b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
@@ -410,7 +430,11 @@ def explicit(fmt: str, stream: bool) -> list[Plan]:
                b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
                b'"usage":{"output_tokens":2}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n')
     body, ctype = (sse, "text/event-stream") if stream else (ok, "application/json")
+    # issue #10 defect 1: a negative count alone mints money
+    negative = body.replace(b'"completion_tokens":2', b'"completion_tokens":-100000000').replace(
+        b'"output_tokens":2}', b'"output_tokens":2,"cache_creation_input_tokens":-100000000}')
     return [
+        Plan(200, negative, ctype, label="negative usage"),
         Plan(302, b"", "text/plain", redirect=True, label="redirect"),
         Plan(307, ok, "application/json", redirect=True, label="redirect"),
         Plan(308, b'{"error":{"message":"moved to @@SINK@@"}}', redirect=True, label="redirect"),
