@@ -6,9 +6,13 @@ registry), exported by ``render()`` for ``GET /metrics``.
 Hot path cost: each labelled metric keeps a dict from the label tuple to its child, so a
 call does one dict lookup per metric family (one for the request counter, one for all the
 per-model series together) and the child's own increment; label resolution happens only
-the first time a label combination is seen. The number of distinct ``model`` values is
-capped at ``MAX_MODELS``; later newcomers are counted under ``model="other"`` so a flood
-of invented model names cannot grow the exposition without bound.
+the first time a label combination is seen.
+
+Labels are only ever names the operator configured: the catalog cache calls
+``learn_catalog`` on each reload with the configured models, groups and channels, and
+every other value (a client's invented ``model`` or ``group``, a deleted channel) is
+counted under ``other`` (one set lookup per label). So the number of series is bounded by
+the configuration, never by what clients send, and a scrape stays small and fast.
 
 Money: cost arrives as integer nano-USD and is summed as an integer; it becomes a float
 (USD) only when the exposition is rendered.
@@ -41,8 +45,7 @@ REGISTRY = CollectorRegistry()
 # 5 ms .. 120 s, roughly 1-2.5-5 steps.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    20.0, 30.0, 60.0, 120.0)
-MAX_MODELS = 1000
-OTHER_MODEL = "other"
+OTHER = "other"
 
 REQUESTS = Counter("reapi_requests_total", "Requests answered, by model, group and HTTP status.",
                    ("model", "group", "status"), registry=REGISTRY)
@@ -59,7 +62,10 @@ RATE_LIMITED = Counter("reapi_rate_limited_total", "Requests refused by a rate l
                        ("group", "kind"), registry=REGISTRY)
 
 _lock = threading.Lock()  # guards cache misses and the integer cost sums
-_models: set[str] = set()  # model labels admitted so far (at most MAX_MODELS)
+# The configured names (see learn_catalog); replaced whole, never mutated, so readers need no lock.
+_models: frozenset[str] = frozenset()
+_groups: frozenset[str] = frozenset()
+_channels: frozenset[str] = frozenset()
 _req_children: dict[tuple[str, str, int], object] = {}
 # model -> (latency child, ttft child, prompt tokens child, completion tokens child, label)
 _model_children: dict[str, tuple] = {}
@@ -67,35 +73,37 @@ _rl_children: dict[tuple[str, str], object] = {}
 _cost_nano: dict[str, int] = {}
 
 
-def _admit(model: str) -> str:
-    """The label to use for `model` (call under _lock)."""
-    if model in _models:
-        return model
-    if len(_models) < MAX_MODELS:
-        _models.add(model)
-        return model
-    return OTHER_MODEL
+def learn_catalog(models: Iterable[str], groups: Iterable[str], channels: Iterable[int | str]) -> None:
+    """The names that may appear as labels from now on; anything else becomes ``other``.
+    Called by the catalog cache on every reload. Series already created stay."""
+    global _models, _groups, _channels
+    _models = frozenset(models) - {OTHER}
+    _groups = frozenset(groups) - {OTHER}
+    _channels = frozenset(str(c) for c in channels)
 
 
-def _per_model(model: str) -> tuple:
+def model_label(model: str) -> str:
+    return model if model in _models else OTHER
+
+
+def group_label(group: str) -> str:
+    return group if group in _groups else OTHER
+
+
+def _per_model(m: str) -> tuple:
     with _lock:
-        m = _admit(model)
         ch = _model_children.get(m)
         if ch is None:
             ch = _model_children[m] = (UPSTREAM_LATENCY.labels(m), TTFT.labels(m),
                                        TOKENS.labels(m, "prompt"), TOKENS.labels(m, "completion"), m)
-        return ch  # an overflow model is not cached under its own name, so the cap holds
+        return ch
 
 
-def _request_child(model: str, group: str, status: int):
+def _request_child(key: tuple[str, str, int]):
     with _lock:
-        key = (model, group, status)
         ch = _req_children.get(key)
         if ch is None:
-            m = _admit(model)
-            ch = REQUESTS.labels(m, group, str(status))
-            if m == model:
-                _req_children[key] = ch
+            ch = _req_children[key] = REQUESTS.labels(key[0], key[1], str(key[2]))
         return ch
 
 
@@ -103,16 +111,18 @@ def observe_request(model: str, group: str, status: int, *, upstream_s: float | 
                     ttft_s: float | None = None, prompt_tokens: int = 0,
                     completion_tokens: int = 0, cost_nano: int = 0) -> None:
     """Record one finished request. ``cost_nano`` is the billed cost in integer nano-USD."""
-    ch = _req_children.get((model, group, status))
+    m = model if model in _models else OTHER
+    key = (m, group if group in _groups else OTHER, status)
+    ch = _req_children.get(key)
     if ch is None:
-        ch = _request_child(model, group, status)
+        ch = _request_child(key)
     ch.inc()
     if upstream_s is None and ttft_s is None and not prompt_tokens and not completion_tokens \
             and not cost_nano:
         return
-    mc = _model_children.get(model)
+    mc = _model_children.get(m)
     if mc is None:
-        mc = _per_model(model)
+        mc = _per_model(m)
     if upstream_s is not None:
         mc[0].observe(upstream_s)
     if ttft_s is not None:
@@ -122,7 +132,6 @@ def observe_request(model: str, group: str, status: int, *, upstream_s: float | 
     if completion_tokens:
         mc[3].inc(completion_tokens)
     if cost_nano:
-        m = mc[4]
         with _lock:
             _cost_nano[m] = _cost_nano.get(m, 0) + cost_nano
 
@@ -136,12 +145,13 @@ def hold_closed() -> None:
 
 
 def rate_limited(group: str, kind: str) -> None:
-    ch = _rl_children.get((group, kind))
+    key = (group if group in _groups else OTHER, kind)
+    ch = _rl_children.get(key)
     if ch is None:
         with _lock:
-            ch = _rl_children.get((group, kind))
+            ch = _rl_children.get(key)
             if ch is None:
-                ch = _rl_children[(group, kind)] = RATE_LIMITED.labels(group, kind)
+                ch = _rl_children[key] = RATE_LIMITED.labels(*key)
     ch.inc()
 
 
@@ -180,8 +190,10 @@ class _ChannelCollector(Collector):
             except Exception:
                 log.exception("channel health provider failed; reapi_channel_open left empty")
                 states = {}
+            known = _channels
             for cid in sorted(states):
-                fam.add_metric((str(cid),), 1.0 if states[cid].get("state") == "open" else 0.0)
+                if str(cid) in known:  # a deleted channel's state is not exported
+                    fam.add_metric((str(cid),), 1.0 if states[cid].get("state") == "open" else 0.0)
         return [fam]
 
 

@@ -1,3 +1,6 @@
+import random
+import string
+import time
 import uuid
 
 import pytest
@@ -21,15 +24,24 @@ def val(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+def learn(models=(), groups=("default", "pro"), channels=(11, 12)) -> None:
+    metrics.learn_catalog(models, groups, channels)
+
+
 @pytest.fixture
 def model():
-    return f"m-{uuid.uuid4().hex[:8]}"
+    m = f"m-{uuid.uuid4().hex[:8]}"
+    learn([m])  # a configured model: only those get their own label
+    return m
 
 
 @pytest.fixture(autouse=True)
 def _no_provider():
+    saved = (metrics._models, metrics._groups, metrics._channels)
+    learn()
     yield
     metrics.set_health_provider(None)
+    metrics._models, metrics._groups, metrics._channels = saved
 
 
 def test_requests_latency_tokens_and_cost(model):
@@ -93,6 +105,7 @@ def test_holds_gauge():
 
 def test_rate_limited():
     group = f"g-{uuid.uuid4().hex[:8]}"
+    learn(groups=[group])
     metrics.rate_limited(group, "rpm")
     metrics.rate_limited(group, "rpm")
     metrics.rate_limited(group, "tpm")
@@ -146,19 +159,88 @@ def test_label_children_are_cached(model, monkeypatch):
     assert val(s, "reapi_tokens_total", model=model, kind="completion") == 4.0
 
 
-def test_model_cardinality_is_capped(monkeypatch):
-    monkeypatch.setattr(metrics, "MAX_MODELS", len(metrics._models) + 1)
-    first, second, third = (f"cap-{uuid.uuid4().hex[:8]}" for _ in range(3))
-    metrics.observe_request(first, "default", 404, prompt_tokens=1)
-    metrics.observe_request(second, "default", 404, prompt_tokens=2)
-    metrics.observe_request(third, "default", 404, prompt_tokens=3)
+def test_only_configured_names_become_labels(model):
+    invented_model, invented_group = f"x-{uuid.uuid4().hex}", f"y-{uuid.uuid4().hex}"
+    metrics.observe_request(model, "default", 200, prompt_tokens=1)
+    metrics.observe_request(invented_model, "default", 404, prompt_tokens=2, cost_nano=7)
+    metrics.observe_request(model, invented_group, 400)
+    metrics.rate_limited(invented_group, "rpm")
+    body = metrics.render()[0].decode()
+    assert invented_model not in body and invented_group not in body
     s = scrape()
-    assert val(s, "reapi_requests_total", model=first, group="default", status="404") == 1.0
-    assert val(s, "reapi_requests_total", model=second, group="default", status="404") is None
-    assert val(s, "reapi_requests_total", model=third, group="default", status="404") is None
-    assert val(s, "reapi_requests_total", model="other", group="default", status="404") >= 2.0
-    assert val(s, "reapi_tokens_total", model="other", kind="prompt") >= 5.0
-    assert second not in metrics._req_children and second not in metrics._model_children
+    assert val(s, "reapi_requests_total", model=model, group="default", status="200") == 1.0
+    assert val(s, "reapi_requests_total", model="other", group="default", status="404") >= 1.0
+    assert val(s, "reapi_requests_total", model=model, group="other", status="400") == 1.0
+    assert val(s, "reapi_tokens_total", model="other", kind="prompt") >= 2.0
+    assert val(s, "reapi_rate_limited_total", group="other", kind="rpm") >= 1.0
+    # a model learned later (a reload after an admin change) gets its own series from then on
+    learn([model, invented_model])
+    metrics.observe_request(invented_model, "default", 404)
+    assert val(scrape(), "reapi_requests_total", model=invented_model, group="default", status="404") == 1.0
+
+
+def test_invented_names_do_not_grow_the_exposition(model):
+    metrics.observe_request(model, "default", 402)
+    before = metrics.render()[0]
+    rnd = random.Random(1)
+    for i in range(5000):
+        junk = "".join(rnd.choices(string.printable, k=rnd.randint(1, 300)))
+        metrics.observe_request(junk, junk[::-1], 400 + i % 30, prompt_tokens=1, upstream_s=0.01)
+        metrics.rate_limited(junk, "rpm")
+    t = time.perf_counter()
+    after = metrics.render()[0]
+    took = time.perf_counter() - t
+    # 30 statuses x (model other) x (group other) request series, one histogram pair for "other"
+    assert len(after) - len(before) < 20_000, len(after) - len(before)
+    assert len(metrics._req_children) < 200 and len(metrics._model_children) < 50
+    assert took < 0.5
+
+
+def test_deleted_channels_are_not_exported():
+    h = ChannelHealth(failure_threshold=1, cooldown_s=10, clock=lambda: 0.0)
+    metrics.set_health_provider(h.states)
+    h.record_failure(11)
+    h.record_failure(99)  # not in the catalog (deleted)
+    s = scrape()
+    assert val(s, "reapi_channel_open", channel="11") == 1.0
+    assert val(s, "reapi_channel_open", channel="99") is None
+
+
+async def test_refused_requests_with_invented_names_keep_metrics_small(gateway, upstream):
+    # the defect: refused requests were labelled with the client's own model and group strings;
+    # 80 such requests made /metrics 463 MB
+    s = await gateway.setup(upstream, balance="0")
+    headers = {"Authorization": f"Bearer {s['key']}"}
+    _, _, before = await gateway.raw("GET", "/metrics")  # earlier tests of this process left series
+    rnd = random.Random(2)
+    sent = []
+    for i in range(300):
+        name = "z" + "".join(rnd.choices(string.ascii_letters + string.digits, k=rnd.randint(8, 2000)))
+        sent.append(name)
+        body = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+        if i % 3 == 0:
+            body["model"] = name  # unknown model -> 404
+        elif i % 3 == 1:
+            body["group"] = name  # unknown group -> 400
+        # else: known model and group, $0 balance -> 402
+        st, _, _ = await gateway.raw("POST", "/v1/chat/completions", json=body, headers=headers)
+        assert st in (400, 402, 404), st
+    st, _, body = await gateway.raw("GET", "/metrics")
+    assert st == 200
+    text = body.decode()
+    assert len(body) - len(before) < 10_000, len(body) - len(before)
+    assert not any(name in text for name in sent)
+
+    def requests_series(t: str) -> list:
+        return [smp for f in text_string_to_metric_families(t) if f.name == "reapi_requests"
+                for smp in f.samples if smp.name == "reapi_requests_total"]
+
+    reqs = requests_series(text)
+    assert len(reqs) - len(requests_series(before.decode())) <= 3, reqs
+    by = {(smp.labels["model"], smp.labels["group"], smp.labels["status"]): smp.value for smp in reqs}
+    assert by[("other", "default", "404")] >= 100
+    assert by[("gpt-5.5", "other", "400")] >= 100
+    assert by[("gpt-5.5", "default", "402")] >= 100
 
 
 def test_registry_is_not_the_global_default():

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reapi import metrics
 from reapi.catalog import ApiKey, Channel, Group, LongContext, Price
 from reapi.store import schema
 from reapi.store.db import sqlite_path
@@ -85,6 +86,16 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
     return snap
 
 
+def publish_names(snap: Snapshot) -> None:
+    """Tell the metrics which model, group and channel names are configured (metric labels)."""
+    models = set(snap.prices)
+    groups = set(snap.groups)
+    for ch in snap.channels.values():
+        models.update(ch.models)
+        groups.update(ch.groups)
+    metrics.learn_catalog(models, groups, snap.channels)
+
+
 async def bump_version(conn: AsyncConnection) -> None:
     """Call inside the transaction of every admin change."""
     await conn.execute(update(schema.meta).where(schema.meta.c.key == "config_version")
@@ -105,7 +116,9 @@ class CatalogCache:
 
     async def reload(self) -> None:
         async with self.engine.connect() as conn:
-            self.snapshot = await load_snapshot(conn)
+            snap = await load_snapshot(conn)
+        self.snapshot = snap
+        publish_names(snap)
 
     async def _current_version(self) -> int:
         if self._sqlite_file is not None:
