@@ -95,17 +95,22 @@ class Gateway:
         """Seconds between lease renewals, and between sweeps."""
         return self.settings.lease_seconds / 3
 
-    async def _lease_sql(self, sql: str, **params: int | str) -> None:
+    async def _lease_sql(self, *statements: tuple[str, dict]) -> None:
+        """Statements on `instances`, in one transaction."""
         async with self.engine.begin() as conn:
-            await conn.execute(text(sql.replace("{now}", DB_NOW[conn.dialect.name])), params)
+            for sql, params in statements:
+                await conn.execute(text(sql.replace("{now}", DB_NOW[conn.dialect.name])), params)
 
     async def renew_lease(self) -> None:
-        await self._lease_sql(RENEW_LEASE, id=self.instance_id, ms=self.settings.lease_seconds * 1000)
+        """Extend this instance's lease (create it the first time) and forget leases long gone."""
+        lease = self.settings.lease_seconds
+        await self._lease_sql((RENEW_LEASE, {"id": self.instance_id, "ms": lease * 1000}),
+                              (FORGET_LEASES, {"ms": max(3600, 10 * lease) * 1000}))
 
     async def end_lease(self) -> None:
         """On a clean stop: the lease goes, so another instance releases any hold still open at once."""
         try:
-            await self._lease_sql(END_LEASE, id=self.instance_id)
+            await self._lease_sql((END_LEASE, {"id": self.instance_id}))
         except Exception:
             log.warning("could not end this instance's lease; it runs out in %ds", self.settings.lease_seconds)
 
@@ -115,7 +120,6 @@ class Gateway:
             await asyncio.sleep(self.lease_interval)
             try:
                 await self.renew_lease()
-                await self._lease_sql(FORGET_LEASES, ms=max(3600, 10 * self.settings.lease_seconds) * 1000)
             except Exception:
                 if not failing:
                     log.exception("could not renew this instance's lease; retrying (other instances release "
