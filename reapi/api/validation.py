@@ -743,3 +743,73 @@ def validate_chat(body: object) -> None:
     top_logprobs = body.get("top_logprobs")
     if top_logprobs is not None and body.get("logprobs") is not True:
         _value_error("top_logprobs", "it requires 'logprobs' to be true.")
+
+
+# --------------------------------------------------------------------------- nesting depth
+
+# The deepest JSON nesting a body may have, the body itself counting as level 1. orjson refuses to
+# serialise past 254 levels and the gateway re-serialises parts of every body (the upstream request,
+# prompt counting), so deeper bodies are refused up front, at parse time, on both routes.
+MAX_JSON_DEPTH = 64
+
+_KEEP = bytes.maketrans(b"[]{}", b"()()")
+_NOT_KEPT = bytes(b for b in range(256) if b not in b'[]{}"')
+_QUOTED = re.compile(rb'"[^"]*"')
+_RUNS = re.compile(rb"\(+|\)+")
+_LEAF_PASSES = 8
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether valid JSON `raw` nests deeper than `limit` levels, in a few C-speed passes over the bytes.
+
+    Escapes are dropped (then every quote left delimits a string) and only brackets (as parentheses)
+    and quotes are kept; a body with at most `limit` brackets is within the limit (the common case).
+    Otherwise strings are cut out: empty `""` pairs first, by replace; a regex runs only if a string
+    held brackets. Each `replace(b"()", b"")` then removes one level of leaves; what is left after a
+    few rounds (deep bodies only) is measured run by run."""
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = raw.translate(_KEEP, _NOT_KEPT)
+    if shape.count(b"(") <= limit:
+        return False
+    shape = shape.replace(b'""', b"")
+    if b'"' in shape:
+        shape = _QUOTED.sub(b"", shape)
+    for _ in range(_LEAF_PASSES):
+        if not shape:
+            return False
+        shape = shape.replace(b"()", b"")
+    depth, budget = 0, limit - _LEAF_PASSES
+    for run in _RUNS.findall(shape):
+        if run[0] == 40:  # "("
+            depth += len(run)
+            if depth > budget:
+                return True
+        else:
+            depth -= len(run)
+    return False
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    """Whether a parsed value nests deeper than `limit` levels (iterative; only on the refusal path)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            if d > limit:
+                return True
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
+def check_depth(raw: bytes, body: object) -> None:
+    """400 invalid_value when `body` (parsed from `raw`) nests deeper than MAX_JSON_DEPTH; `param` names
+    the top-level field that does."""
+    if not json_too_deep(raw):
+        return
+    param = None
+    if isinstance(body, dict):
+        param = next((k for k, v in body.items() if _depth_over(v, MAX_JSON_DEPTH - 1)), None)
+    where = f"'{param}'" if param else "The request body"
+    raise bad_request(f"{where} is nested too deeply: at most {MAX_JSON_DEPTH} levels of JSON objects "
+                      "and arrays are accepted.", param, "invalid_value")
