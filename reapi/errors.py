@@ -49,3 +49,21 @@ INTERNAL_ERROR = GatewayError(
     500, "The gateway hit an internal error. The call was not charged; it is safe to retry.",
     type="server_error", code="internal_error",
 )
+# The same error when the call's hold could not be released (its money is not closed: the sweeper
+# releases it later), or when the call was already charged: neither may claim "not charged".
+UNRECORDED_ERROR = GatewayError(
+    500, "The gateway hit an internal error while recording this call; the amount held for it is "
+         "released automatically if the call was not recorded.", type="server_error", code="internal_error",
+)
+CHARGED_ERROR = GatewayError(
+    500, "The gateway hit an internal error after this call was completed and charged.",
+    type="server_error", code="internal_error",
+)
+
+
+def should_retry_header(status: int) -> tuple[bytes, bytes] | None:
+    """`x-should-retry: false` (honoured by the OpenAI and Anthropic SDKs) for errors a retry cannot fix:
+    every 4xx but 408 and 429; None for the rest (429 and 5xx are left to the SDKs' own rules)."""
+    if 400 <= status < 500 and status not in (408, 429):
+        return (b"x-should-retry", b"false")
+    return None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Iterable
 
-from reapi.errors import GatewayError
+from reapi.errors import GatewayError, should_retry_header
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]
@@ -66,5 +66,14 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
+def error_headers(err: GatewayError, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers of an error answer: the call's, the error's own, and x-should-retry when it is final."""
+    out = headers + headers_list(err.headers.items())
+    retry = should_retry_header(err.status)
+    if retry is not None and "x-should-retry" not in err.headers:
+        out.append(retry)
+    return out
+
+
 async def send_error(send: Send, err: GatewayError, headers: list[tuple[bytes, bytes]]) -> None:
-    await send_bytes(send, err.status, err.body(), headers + headers_list(err.headers.items()))
+    await send_bytes(send, err.status, err.body(), error_headers(err, headers))
