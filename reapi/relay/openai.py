@@ -105,6 +105,7 @@ class OpenAIAdapter:
             # Keep the field the client used; newer models accept only max_completion_tokens.
             if out.get("max_tokens") is not None and out.get("max_completion_tokens") is None:
                 out["max_tokens"] = max_tokens
+                out.pop("max_completion_tokens", None)  # one cap upstream: the one the hold is computed on
             else:
                 out["max_completion_tokens"] = max_tokens
                 out.pop("max_tokens", None)
