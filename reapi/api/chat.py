@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import time
-from typing import Callable
+from typing import Callable, NoReturn
 
 import aiohttp
 import orjson
@@ -20,13 +20,13 @@ import orjson
 from reapi import metrics
 from reapi.api.http import (ClientGone, Receive, Send, bearer, headers_list, read_body, send_bytes,
                             send_error)
-from reapi.api.validation import validate_chat
+from reapi.api.validation import check_depth, validate_chat
 from reapi.billing import tokens
 from reapi.billing.ledger import HoldRequest, HoldResult, Release, Settlement
 from reapi.billing.money import format_usd
 from reapi.billing.pricing import affordable_output, cost_nano
 from reapi.catalog import ApiKey, Channel, Price
-from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
+from reapi.errors import CHARGED_ERROR, INTERNAL_ERROR, UNRECORDED_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.limits import Decision, Rule
 from reapi.relay.base import StreamConverter, Usage
@@ -120,7 +120,7 @@ class Call:
         self.send_cap: int | None = None
         self.started = time.perf_counter()
         self.status = 200
-        self.closed = False  # the hold was settled or released
+        self.closed = ""  # "charged" or "released" once the hold's close was written
         self.streaming = False  # response headers were sent
 
 
@@ -129,9 +129,11 @@ async def read_json(call: Call, scope: dict, receive: Receive, auth=authenticate
     call.key = auth(call.gw, scope)
     raw = await read_body(scope, receive, call.gw.settings.max_body_bytes)
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
+    check_depth(raw, body)
+    return body
 
 
 async def admit(call: Call, scope: dict, receive: Receive) -> None:
@@ -150,12 +152,19 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     call.prompt_tokens = await tokens.count_prompt_async(body, "claude" if channel.type == "anthropic" else "openai")
 
     price = call.price
-    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    requested = client_cap(body)
     call.cap = min(requested, price.max_output_tokens) if requested else price.max_output_tokens
     call.n = body.get("n") or 1
-    if getattr(call.adapter, "requires_max_tokens", False) or requested and requested > price.max_output_tokens:
-        call.send_cap = call.cap
+    if requested or getattr(call.adapter, "requires_max_tokens", False):
+        call.send_cap = call.cap  # the cap the hold is computed on is the one cap sent upstream
     await reserve(call, call.cap)
+
+
+def client_cap(body: dict) -> int | None:
+    """The output cap the client asked for: the smaller of max_completion_tokens and max_tokens when both
+    are given (the hold is computed on it, and only it goes upstream, under the client's field name)."""
+    caps = [c for c in (body.get("max_completion_tokens"), body.get("max_tokens")) if c]
+    return min(caps) if caps else None
 
 
 async def reserve(call: Call, asked: int) -> None:
@@ -216,25 +225,34 @@ async def place_hold(call: Call) -> HoldResult:
     return result
 
 
-async def finish_failed(call: Call, error_code: str, result: HoldResult | None = None) -> None:
-    """Release the whole hold: failed calls are never charged."""
-    if result is None:
-        if call.closed:
-            return
-        call.closed = True
+async def finish_failed(call: Call, error_code: str, result: HoldResult | None = None,
+                        status: str = "failed") -> None:
+    """Release the whole hold: failed calls are never charged.
+
+    The call counts as closed only once the release is written; if the write fails the error propagates
+    (logged here) and the call stays open, so a later attempt (the route's last resort, fail_internal)
+    tries again and the client is never told "not charged" for a hold that is still open."""
+    if result is None and call.closed:
+        return
     held = result or call.hold
     gw, key = call.gw, call.key
     limited = key.spend_limit_nano is not None
-    await gw.writer.submit(Release(call.request_id, key.account_id, key.id, limited, held.amount,
-                                   error_code=error_code))
+    try:
+        await gw.writer.submit(Release(call.request_id, key.account_id, key.id, limited, held.amount,
+                                       status=status, error_code=error_code))
+    except Exception:
+        log.exception("%s could not release its hold", call.request_id)
+        raise
+    if result is None:
+        call.closed = "released"
     metrics.hold_closed()
     if call.admitted_tokens:
         await gw.limiter.adjust(call.rules, -call.admitted_tokens)
 
 
 async def finish_ok(call: Call, usage: Usage, status: str = "ok") -> int:
-    """Charge the call on its usage; returns the amount charged (nano-USD)."""
-    call.closed = True
+    """Charge the call on its usage; returns the amount charged (nano-USD). The call counts as closed
+    only once the settlement is written; a failed write propagates (the caller's last resort releases)."""
     gw, key = call.gw, call.key
     cost = cost_nano(call.price, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
                      usage.cache_write_tokens)
@@ -243,10 +261,24 @@ async def finish_ok(call: Call, usage: Usage, status: str = "ok") -> int:
                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                    cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, status=status)
     charged = await gw.writer.submit(s)
+    call.closed = "charged"
     metrics.hold_closed()
     if call.admitted_tokens:
         await gw.limiter.adjust(call.rules, usage.prompt_tokens + usage.completion_tokens - call.admitted_tokens)
     return charged or 0
+
+
+async def fail_internal(call: Call) -> GatewayError:
+    """The last resort after a gateway fault once money is held: release the hold if it is still open,
+    and pick the 500 to send, which says "not charged" only if the hold was released."""
+    if not call.closed:
+        try:
+            await finish_failed(call, "internal_error")
+        except Exception:
+            pass  # logged by finish_failed; the hold stays pending until the sweeper releases it
+    if call.closed == "released":
+        return INTERNAL_ERROR
+    return CHARGED_ERROR if call.closed == "charged" else UNRECORDED_ERROR
 
 
 def counted_usage(call: Call, produced: str) -> Usage:
@@ -292,6 +324,139 @@ def upstream_failure(exc: BaseException) -> GatewayError:
                         type="upstream_error", code="upstream_unreachable")
 
 
+def too_long(call: Call, charged: bool) -> GatewayError:
+    """504 for a call cut at its deadline (REAPI_MAX_REQUEST_SECONDS, the whole relay included)."""
+    outcome = ("It was charged for the output delivered before the cut." if charged
+               else "The call was not charged.")
+    return GatewayError(504, f"The call ran longer than this gateway allows "
+                             f"({call.gw.settings.max_request_seconds} s) and was ended. {outcome}",
+                        type="upstream_error", code="request_too_long")
+
+
+def redirected(status: int) -> GatewayError:
+    return GatewayError(502, f"The upstream provider answered with a redirect (HTTP {status}), which the gateway "
+                             "does not follow. The call was not charged.",
+                        type="upstream_error", code="upstream_bad_response")
+
+
+class Stopped(Exception):
+    """A wait inside Watch.run was cut short: the client left, or the call reached its deadline."""
+
+
+class Watch:
+    """Ends a call's relay early, from the hold to the end of the answer.
+
+    A watcher task waits for the client's http.disconnect and a timer runs to the call's deadline
+    (call.started + max_request_seconds: connect, headers and every chunk included, keep-alive bytes or
+    not). Either one sets its flag (`gone`, `expired`) and, while the request is inside `run()`, cancels
+    it there, so that `run` raises Stopped and the upstream request is abandoned at once. Outside `run`
+    (settling, writing the money, sending the last bytes) nothing is interrupted."""
+
+    __slots__ = ("task", "gone", "expired", "armed", "fired", "watcher", "timer")
+
+    def __init__(self, call: Call, receive: Receive) -> None:
+        loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.gone = self.expired = self.armed = self.fired = False
+        self.watcher = loop.create_task(self._watch(receive))
+        left = call.gw.settings.max_request_seconds - (time.perf_counter() - call.started)
+        self.timer = loop.call_later(max(0.0, left), self._expire)
+
+    @property
+    def stopped(self) -> bool:
+        return self.gone or self.expired
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self._interrupt()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        if self.armed and not self.fired:
+            self.fired = True
+            self.task.cancel()
+
+    async def run(self, aw):
+        """Await `aw` (a coroutine or aiohttp request); raise Stopped if the client leaves or the deadline
+        passes first. Only the request's own task may call it."""
+        if self.stopped:
+            aw.close()
+            raise Stopped()
+        self.armed = True
+        try:
+            result = await aw
+        except asyncio.CancelledError:
+            if self.fired and self.task.uncancel() == 0:
+                raise Stopped() from None
+            raise  # a cancellation from outside (shutdown): not ours to absorb
+        finally:
+            self.armed = False
+        if self.fired:  # our cancellation was swallowed inside `aw`
+            self.task.uncancel()
+            if hasattr(result, "close"):
+                result.close()
+            raise Stopped()
+        return result
+
+    def close(self) -> None:
+        self.armed = False
+        self.watcher.cancel()
+        self.timer.cancel()
+
+
+async def stopped_early(call: Call, watch: Watch) -> NoReturn:
+    """The client left, or the deadline passed, before any of the answer reached the client: the hold is
+    released in full (a client gone: usage status client_closed, cost 0). Raises ClientGone (nobody to
+    answer) or the 504."""
+    if watch.gone:
+        await finish_failed(call, "client_closed", status="client_closed")
+        call.status = 499
+        metrics.observe_request(call.model, call.group, 499)
+        raise ClientGone()
+    await finish_failed(call, "request_too_long")
+    raise too_long(call, charged=False)
+
+
+async def upstream_post(call: Call, watch: Watch, url: str, data: bytes, headers: dict) -> aiohttp.ClientResponse:
+    """The call's one upstream POST, redirects never followed; on failure the hold is released."""
+    gw = call.gw
+    try:
+        return await watch.run(gw.http.post(url, data=data, headers=headers, allow_redirects=False))
+    except Stopped:
+        await stopped_early(call, watch)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        gw.health.record_failure(call.channel.id)
+        err = upstream_failure(exc)
+        await finish_failed(call, err.code or "upstream_error")
+        raise err from None
+
+
+async def upstream_error(call: Call, resp: aiohttp.ClientResponse, watch: Watch,
+                         map_error: Callable[[int, bytes, Channel], GatewayError]) -> NoReturn:
+    """A non-2xx upstream answer: the hold released, the error mapped (scrubbed by the adapter's
+    `map_error`) and raised. A 3xx is a bad response: redirects are not followed."""
+    status = resp.status
+    if status < 400:
+        err = redirected(status)
+    else:
+        try:
+            raw = await watch.run(resp.read())
+        except Stopped:
+            await stopped_early(call, watch)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raw = b""
+        err = map_error(status, raw, call.channel)
+    if status < 400 or status >= 500 or status in (401, 403, 429):
+        call.gw.health.record_failure(call.channel.id)
+    await finish_failed(call, err.code or "upstream_error")
+    raise err
+
+
 async def relay_once(call: Call, send: Send, receive: Receive) -> None:
     """Exactly one upstream POST: no retry here, ever (the SDKs retry 5xx safely, as failures cost nothing)."""
     channel, adapter = call.channel, call.adapter
@@ -301,44 +466,31 @@ async def relay_once(call: Call, send: Send, receive: Receive) -> None:
     except GatewayError as err:  # a parameter this provider cannot honour: nothing was sent, release
         await finish_failed(call, err.code or "invalid_request")
         raise
-    gw = call.gw
+    watch = Watch(call, receive)
     try:
-        resp = await gw.http.post(req.url, data=req.body, headers=req.headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        gw.health.record_failure(channel.id)
-        await finish_failed(call, "upstream_unreachable" if not isinstance(exc, asyncio.TimeoutError)
-                            else "upstream_timeout")
-        raise upstream_failure(exc) from None
-    try:
-        if resp.status >= 300:
-            raw = await _read_safely(resp)
-            if resp.status >= 500 or resp.status in (401, 403, 429):
-                gw.health.record_failure(channel.id)
-            err = adapter.map_error(resp.status, raw, channel)
-            await finish_failed(call, err.code or "upstream_error")
-            raise err
-        if call.stream:
-            conv = adapter.stream_converter(call.model, channel.upstream_model(call.model), call.include_usage,
-                                            channel)
-            await relay_stream(call, resp, send, receive, conv)
-        else:
-            await relay_whole(call, resp, send)
+        resp = await upstream_post(call, watch, req.url, req.body, req.headers)
+        try:
+            if resp.status >= 300:
+                await upstream_error(call, resp, watch, adapter.map_error)
+            if call.stream:
+                conv = adapter.stream_converter(call.model, channel.upstream_model(call.model), call.include_usage,
+                                                channel)
+                await relay_stream(call, resp, send, watch, conv)
+            else:
+                await relay_whole(call, resp, send, watch)
+        finally:
+            resp.close() if watch.stopped else resp.release()
     finally:
-        resp.release()
+        watch.close()
 
 
-async def _read_safely(resp: aiohttp.ClientResponse) -> bytes:
-    try:
-        return await resp.read()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return b""
-
-
-async def relay_whole(call: Call, resp: aiohttp.ClientResponse, send: Send) -> None:
+async def relay_whole(call: Call, resp: aiohttp.ClientResponse, send: Send, watch: Watch) -> None:
     gw, adapter = call.gw, call.adapter
     try:
-        raw = await resp.read()
+        raw = await watch.run(resp.read())
         out, usage = adapter.parse_response(raw, call.model)
+    except Stopped:
+        await stopped_early(call, watch)
     except GatewayError:
         gw.health.record_failure(call.channel.id)
         await finish_failed(call, "upstream_bad_response")
@@ -365,7 +517,15 @@ async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send) -> 
     await send_bytes(send, 200, body, call.headers)
 
 
-async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, receive: Receive,
+async def send_last(send: Send, body: bytes, wait_s: float = 5.0) -> None:
+    """The last bytes of a stream cut at its deadline, to a client that may not be reading: bounded."""
+    try:
+        await asyncio.wait_for(send({"type": "http.response.body", "body": body}), wait_s)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, watch: Watch,
                        conv: StreamConverter, *, raw_lines: bool = False, end: Callable[[], bytes] | None = None,
                        error_event: Callable[[GatewayError, str], bytes] = sse_error) -> None:
     """Relay one upstream SSE stream through `conv`, then settle or release: both routes' streams.
@@ -373,29 +533,26 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, rec
     `conv` gets the payload of each upstream `data:` line (a reapi.relay.base.StreamConverter) or, with
     raw_lines, every upstream line as it came (reapi.api.messages.EventRelay). What it returns is sent
     at once; it ends the relay by setting `finished`, or by raising GatewayError for an upstream error.
-    A watcher closes the upstream response the moment the client disconnects. Then, one of:
-    - client gone: charged the prompt and what was produced (usage_so_far), status client_closed;
+    `watch` abandons the upstream response the moment the client disconnects or the call's deadline
+    passes. Then, one of:
+    - stopped before any event reached the client: the hold released in full (client gone: status
+      client_closed; deadline: a 504 request_too_long, as JSON or as the stream's last event);
+    - client gone later: charged the prompt and what was produced (usage_so_far), status client_closed;
+    - deadline passed later: charged likewise, status too_long, and a 504 request_too_long last event;
     - failure (error, broken stream, or an end without `finished` nor usage): the hold released and
       `error_event(err, request_id)` sent as the last event;
     - success: settled on the upstream's usage (else our count) BEFORE the terminator is sent, so once
       the client sees it the books agree. The terminator is `end()`, by default OpenAI's [DONE].
     """
     gw = call.gw
-    gone = asyncio.Event()
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone.set()
-        resp.close()  # cancel the upstream request at once: its socket closes now
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.headers})
-    call.streaming = True
     feed = conv.feed
     ttft = None
     failure: GatewayError | None = None
-    try:
+
+    async def pump() -> None:
+        nonlocal ttft
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.headers})
+        call.streaming = True
         async for line in resp.content:
             if raw_lines:
                 events = feed(line)
@@ -404,25 +561,24 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, rec
             else:
                 continue
             if events:
-                if ttft is None:
-                    ttft = time.perf_counter() - call.started
+                now = time.perf_counter()
                 await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+                if ttft is None:
+                    ttft = now - call.started  # set once sent: a send cut short delivered nothing
             if conv.finished:
                 break
+
+    try:
+        await watch.run(pump())
+    except Stopped:
+        resp.close()  # the upstream request is abandoned: its socket closes now
+        await stream_stopped(call, send, watch, conv, ttft, error_event)
+        return
     except GatewayError as exc:
         failure = exc
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         failure = upstream_failure(exc)
-    finally:
-        watcher.cancel()
 
-    if gone.is_set():
-        # The client left: charge the prompt and what was produced so far (README "Billing").
-        usage = usage_so_far(call, conv)
-        charged = await finish_ok(call, usage, status="client_closed")
-        metrics.observe_request(call.model, call.group, 499, ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
-                                completion_tokens=usage.completion_tokens, cost_nano=charged)
-        return
     if failure is None and not conv.finished and conv.usage is None:
         failure = stream_ended()
     if failure is not None:
@@ -439,6 +595,32 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, rec
                             ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=charged)
     await send({"type": "http.response.body", "body": DONE if end is None else end()})
+
+
+async def stream_stopped(call: Call, send: Send, watch: Watch, conv: StreamConverter, ttft: float | None,
+                         error_event: Callable[[GatewayError, str], bytes]) -> None:
+    """A stream the client left, or that reached its deadline (see relay_stream)."""
+    if not call.streaming:
+        await stopped_early(call, watch)  # nothing sent yet: released; ClientGone or a JSON 504
+    if ttft is None:  # headers only: nothing of the answer was delivered, nothing is charged
+        if watch.gone:
+            await finish_failed(call, "client_closed", status="client_closed")
+            metrics.observe_request(call.model, call.group, 499)
+            return
+        await finish_failed(call, "request_too_long")
+        call.status = 504
+        metrics.observe_request(call.model, call.group, 504)
+        await send_last(send, error_event(too_long(call, charged=False), call.request_id))
+        return
+    # Output was delivered: charge the prompt and what was produced so far (README "Billing").
+    usage = usage_so_far(call, conv)
+    status, code = (499, "client_closed") if watch.gone else (504, "too_long")
+    charged = await finish_ok(call, usage, status=code)
+    call.status = status
+    metrics.observe_request(call.model, call.group, status, ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
+                            completion_tokens=usage.completion_tokens, cost_nano=charged)
+    if not watch.gone:
+        await send_last(send, error_event(too_long(call, charged=True), call.request_id))
 
 
 async def chat_completions(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None:
@@ -463,10 +645,12 @@ async def chat_completions(gw: Gateway, scope: dict, receive: Receive, send: Sen
         metrics.observe_request(call.model, call.group, err.status)
         log.warning("%s upstream channel=%d failed %d %s", call.request_id, call.channel.id, err.status, err.code)
         await send_error(send, err, call.headers)
+    except ClientGone:
+        log.info("%s client left before the answer; released", call.request_id)
     except Exception:
         log.exception("%s failed inside the gateway", call.request_id)
-        await finish_failed(call, "internal_error")
+        err = await fail_internal(call)
         if call.streaming:
-            await send({"type": "http.response.body", "body": sse_error(INTERNAL_ERROR, call.request_id)})
+            await send({"type": "http.response.body", "body": sse_error(err, call.request_id)})
         else:
-            await send_error(send, INTERNAL_ERROR, call.headers)
+            await send_error(send, err, call.headers)

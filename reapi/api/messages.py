@@ -42,9 +42,10 @@ import aiohttp
 import orjson
 
 from reapi import metrics
-from reapi.api.chat import (Call, finish_failed, new_request_id, read_json, relay_stream, reserve, resolve_model,
-                            respond_charged, stream_ended, upstream_failure)
-from reapi.api.http import ClientGone, Receive, Send, bearer, header, headers_list, send_bytes
+from reapi.api.chat import (Call, Stopped, Watch, fail_internal, finish_failed, new_request_id, read_json,
+                            relay_stream, reserve, resolve_model, respond_charged, stopped_early, stream_ended,
+                            upstream_error, upstream_failure, upstream_post)
+from reapi.api.http import ClientGone, Receive, Send, bearer, error_headers, header, send_bytes
 from reapi.billing import tokens
 from reapi.catalog import ApiKey, Channel
 from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
@@ -68,8 +69,7 @@ def error_json(err: GatewayError, request_id: str) -> bytes:
 
 
 async def send_error(send: Send, call: Call, err: GatewayError) -> None:
-    await send_bytes(send, err.status, error_json(err, call.request_id),
-                     call.headers + headers_list(err.headers.items()))
+    await send_bytes(send, err.status, error_json(err, call.request_id), error_headers(err, call.headers))
 
 
 def authenticate(gw: Gateway, scope: dict) -> ApiKey:
@@ -157,7 +157,7 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
 
 async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
     """One upstream POST (never retried), then the answer relayed; every path settles or releases."""
-    gw, channel = call.gw, call.channel
+    channel = call.channel
     version = header(scope, b"anthropic-version")
     headers = {"x-api-key": channel.api_key, "content-type": "application/json",
                "anthropic-version": version.decode("latin-1") if version else ANTHROPIC_VERSION}
@@ -165,32 +165,22 @@ async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
     if beta:
         headers["anthropic-beta"] = beta.decode("latin-1")
     body = {**call.body, "model": channel.upstream_model(call.model), "max_tokens": call.send_cap}
+    watch = Watch(call, receive)
     try:
-        resp = await gw.http.post(upstream_url(channel.base_url), data=orjson.dumps(body), headers=headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        gw.health.record_failure(channel.id)
-        err = upstream_failure(exc)
-        await finish_failed(call, err.code)
-        raise err from None
-    try:
-        if resp.status >= 300:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                raw = b""
-            if resp.status >= 500 or resp.status in (401, 403, 429):
-                gw.health.record_failure(channel.id)
-            err = call.adapter.map_error(resp.status, raw, channel)  # scrubbed; the channel's auth -> 502
-            await finish_failed(call, err.code or "upstream_error")
-            raise err
-        if call.stream:
-            events = EventRelay(call.model, channel)
-            await relay_stream(call, resp, send, receive, events, raw_lines=True, end=events.end,
-                               error_event=error_event)
-        else:
-            await relay_message(call, resp, send)
+        resp = await upstream_post(call, watch, upstream_url(channel.base_url), orjson.dumps(body), headers)
+        try:
+            if resp.status >= 300:
+                await upstream_error(call, resp, watch, call.adapter.map_error)  # scrubbed; channel auth -> 502
+            if call.stream:
+                events = EventRelay(call.model, channel)
+                await relay_stream(call, resp, send, watch, events, raw_lines=True, end=events.end,
+                                   error_event=error_event)
+            else:
+                await relay_message(call, resp, send, watch)
+        finally:
+            resp.close() if watch.stopped else resp.release()
     finally:
-        resp.release()
+        watch.close()
 
 
 def _bad_response() -> GatewayError:
@@ -198,16 +188,18 @@ def _bad_response() -> GatewayError:
                         type="upstream_error", code="upstream_bad_response")
 
 
-async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send) -> None:
+async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send, watch: Watch) -> None:
     gw = call.gw
     try:
-        raw = await resp.read()
+        raw = await watch.run(resp.read())
         msg = orjson.loads(raw)
         if not isinstance(msg, dict):
             raise _bad_response()
         if msg.get("type") == "error":  # an error inside a 200: mapped like an HTTP error
             e = msg["error"] if isinstance(msg.get("error"), dict) else {}
             raise error_from_anthropic(500, e.get("type"), e.get("message"), call.channel)
+    except Stopped:
+        await stopped_early(call, watch)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, GatewayError) as exc:
         gw.health.record_failure(call.channel.id)
         err = exc if isinstance(exc, GatewayError) else (
@@ -358,10 +350,12 @@ async def messages(gw: Gateway, scope: dict, receive: Receive, send: Send) -> No
         metrics.observe_request(call.model, call.group, err.status)
         log.warning("%s upstream channel=%d failed %d %s", call.request_id, call.channel.id, err.status, err.code)
         await send_error(send, call, err)
+    except ClientGone:
+        log.info("%s client left before the answer; released", call.request_id)
     except Exception:
         log.exception("%s failed inside the gateway", call.request_id)
-        await finish_failed(call, "internal_error")
+        err = await fail_internal(call)
         if call.streaming:
-            await send({"type": "http.response.body", "body": error_event(INTERNAL_ERROR, call.request_id)})
+            await send({"type": "http.response.body", "body": error_event(err, call.request_id)})
         else:
-            await send_error(send, call, INTERNAL_ERROR)
+            await send_error(send, call, err)
