@@ -354,8 +354,8 @@ class BillingWriter:
                 log.warning("billing: release of request %s failed again", rid, exc_info=True)
                 continue
             self.unclosed.pop(rid, None)
-        postgres = self.postgres is not None
-        rows = await (self.postgres or self.sqlite).fetch(abandoned_sql(postgres), (age_cutoff_ms, self.instance_id or ""))
+        store = self.postgres or self.sqlite
+        rows = await store.fetch(abandoned_sql(self.postgres is not None), (age_cutoff_ms, self.instance_id or ""))
         if rows:
             results = await asyncio.gather(*(self.submit(op) for op in abandoned_releases(rows)),
                                            return_exceptions=True)

@@ -151,7 +151,8 @@ def refuse_updates(books: Books, prefix: str, *, only_settling: bool, while_flag
         return ["CREATE TABLE IF NOT EXISTS refuse (x int)",
                 f"CREATE FUNCTION refuse_{prefix}() RETURNS trigger AS $$ BEGIN IF {cond} THEN "
                 f"RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-                f"CREATE TRIGGER refuse_{prefix} BEFORE UPDATE ON usage FOR EACH ROW EXECUTE FUNCTION refuse_{prefix}()"]
+                f"CREATE TRIGGER refuse_{prefix} BEFORE UPDATE ON usage FOR EACH ROW "
+                f"EXECUTE FUNCTION refuse_{prefix}()"]
     return ["CREATE TABLE IF NOT EXISTS refuse (x int)",
             f"CREATE TRIGGER refuse_{prefix} BEFORE UPDATE ON usage WHEN {cond} BEGIN SELECT RAISE(ABORT, 'refused'); "
             "END"]
