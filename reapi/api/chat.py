@@ -209,7 +209,7 @@ async def place_hold(call: Call) -> HoldResult:
 
     def orphaned(result: HoldResult) -> None:  # our request died while the hold was being written
         if result.ok:
-            asyncio.get_running_loop().create_task(finish_failed(call, "cancelled", result))
+            asyncio.get_running_loop().create_task(release_orphan(call, result))
 
     result: HoldResult = await gw.writer.submit(req, orphaned)
     if not result.ok:
@@ -248,6 +248,13 @@ async def finish_failed(call: Call, error_code: str, result: HoldResult | None =
     metrics.hold_closed()
     if call.admitted_tokens:
         await gw.limiter.adjust(call.rules, -call.admitted_tokens)
+
+
+async def release_orphan(call: Call, result: HoldResult) -> None:
+    try:
+        await finish_failed(call, "cancelled", result)
+    except Exception:
+        pass  # logged by finish_failed; the writer keeps retrying the release at every sweep
 
 
 async def finish_ok(call: Call, usage: Usage, status: str = "ok") -> int:

@@ -22,9 +22,12 @@ EventRelay below), finish_ok, finish_failed.
   except `model` in message_start. Usage (input + cache read + cache creation =
   prompt; output = completion) comes from message_start / message_delta; the
   bill is settled once, before message_stop is passed on.
-- Upstream errors and broken streams: released, never charged. Client gone
-  mid-stream: upstream cancelled at once; charged for the prompt (upstream's
-  message_start count when it arrived, else ours) plus the tokens produced.
+- Upstream errors, broken streams and redirects (never followed): released, never
+  charged. Client gone before any event reached it: upstream cancelled at once,
+  released (client_closed, cost 0). Client gone mid-stream: upstream cancelled at
+  once; charged for the prompt (upstream's message_start count when it arrived,
+  else ours) plus the tokens produced. Past REAPI_MAX_REQUEST_SECONDS: as the chat
+  route (reapi.api.chat.Watch), a 504 timeout_error.
 - Errors use Anthropic's shape `{"type":"error","error":{"type","message"},"request_id"}`
   (SSE `event: error` once a stream has started), with these types:
   400 invalid_request_error, 401 authentication_error, 402 billing_error,
