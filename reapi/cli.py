@@ -34,6 +34,21 @@ async def _with_conn(fn, *args, write: bool = True):
         await engine.dispose()
 
 
+def _valid(model: str, **values: Any) -> None:
+    """Check values with the admin API's own body model (reapi.api.admin), so the CLI refuses
+    what the API refuses: a bad one ends the command with a usage error naming the field."""
+    from pydantic import ValidationError
+
+    from reapi.api import admin
+
+    try:
+        getattr(admin, model)(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        raise click.BadParameter(f"{field}: {err.get('msg')}") from None
+
+
 def _echo_json(obj: Any) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
 
@@ -102,10 +117,13 @@ def channels() -> None:
 def channels_add(name, type_, base_url, api_key, models, groups, maps, priority, weight) -> None:
     from reapi.store import queries
 
+    if any("=" not in m for m in maps):
+        raise click.BadParameter("--map takes public=upstream")
     model_map = dict(m.split("=", 1) for m in maps)
     v = {"name": name, "type": type_, "base_url": base_url, "api_key": api_key, "models": list(models),
          "groups": list(groups) or ["default"], "model_map": model_map, "priority": priority, "weight": weight,
          "enabled": True}
+    _valid("ChannelIn", **v)
     cid = _run(_with_conn(queries.create_channel, v))
     click.echo(f"channel {cid} created")
 
@@ -161,6 +179,8 @@ def accounts_create(name: str, amount: str | None) -> None:
     from reapi.billing.money import format_usd, parse_usd
     from reapi.store import queries
 
+    _valid("AccountIn", name=name)
+
     async def go(conn):
         acc = await queries.create_account(conn, name)
         balance = 0
@@ -205,6 +225,7 @@ def keys_create(account_id: int, name: str, groups, models_, spend_limit) -> Non
     from reapi.billing.money import parse_usd
     from reapi.store import queries
 
+    _valid("KeyIn", name=name, groups=list(groups) or None, models=list(models_) or None)
     v = {"name": name, "groups": list(groups) or None, "models": list(models_) or None,
          "spend_limit_nano": parse_usd(spend_limit) if spend_limit else None}
     kid, secret = _run(_with_conn(queries.create_key, account_id, v))

@@ -6,29 +6,67 @@ Not on the hot path, so it uses FastAPI for validation and the OpenAPI page at
 from __future__ import annotations
 
 import hmac
+import logging
 from datetime import datetime, timezone
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reapi import metrics
 from reapi.billing.ledger import Credit
 from reapi.billing.ledger import run as ledger_run
-from reapi.billing.money import (MoneyError, format_multiplier, format_rate, format_usd, parse_multiplier,
-                                 parse_rate, parse_usd)
+from reapi.billing.money import (MAX_NANO, MoneyError, format_multiplier, format_rate, format_usd,
+                                 parse_multiplier, parse_rate, parse_usd)
 from reapi.errors import GatewayError, bad_request, envelope
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.store import queries
+
+log = logging.getLogger("reapi.admin")
 
 Money = StrictStr | StrictInt
 
 
 I32 = 2**31 - 1  # the store's INTEGER columns: larger values are refused with 400, not a database error
 Id = Annotated[int, Path(ge=1, le=I32)]
+NAME_MAX = 200  # the store's name columns are VARCHAR(200)
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (CR/LF would split log lines and headers)
+MAX_RATE_MICRO = 10**6 * 10**6  # USD 1,000,000 per 1M tokens
+MAX_MULTIPLIER_MILLI = 1000 * 1000  # 1000x
+
+
+def check_base_url(url: str) -> str:
+    """An absolute http(s) URL with a host and nothing a client could smuggle in: no userinfo,
+    query, fragment, whitespace or control characters. Raises ValueError."""
+    if any(c <= " " or c == "\x7f" for c in url):
+        raise ValueError("base_url must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("base_url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an absolute http:// or https:// URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError("base_url must not contain user info (put the credential in api_key)")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError("base_url must not have a query or a fragment")
+    if port == 0:
+        raise ValueError("base_url has an invalid port")
+    return url
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
+PathName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
+BaseUrl = Annotated[str, StringConstraints(max_length=2000), AfterValidator(check_base_url)]
+# Sent as a header value on every upstream call: visible ASCII only, so CR/LF can never split it.
+ApiKey = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
+Names = Annotated[list[Name], Field(min_length=1, max_length=1000)]
 
 
 class Strict(BaseModel):
@@ -36,28 +74,28 @@ class Strict(BaseModel):
 
 
 class ChannelIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     type: Literal["openai", "anthropic"]
-    base_url: str = Field(pattern=r"^https?://", max_length=2000)
-    api_key: str = Field(min_length=1)
-    models: list[str] = Field(min_length=1)
-    groups: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    base_url: BaseUrl
+    api_key: ApiKey
+    models: Names
+    groups: Names = Field(default_factory=lambda: ["default"])
     priority: int = Field(default=0, ge=-I32, le=I32)
     weight: int = Field(default=1, ge=0, le=I32)
-    model_map: dict[str, str] = Field(default_factory=dict)
+    model_map: dict[Name, Name] = Field(default_factory=dict, max_length=1000)
     enabled: bool = True
 
 
 class ChannelPatch(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     type: Literal["openai", "anthropic"] | None = None
-    base_url: str | None = Field(default=None, pattern=r"^https?://")
-    api_key: str | None = Field(default=None, min_length=1)
-    models: list[str] | None = None
-    groups: list[str] | None = None
+    base_url: BaseUrl | None = None
+    api_key: ApiKey | None = None
+    models: Names | None = None
+    groups: Names | None = None
     priority: int | None = Field(default=None, ge=-I32, le=I32)
     weight: int | None = Field(default=None, ge=0, le=I32)
-    model_map: dict[str, str] | None = None
+    model_map: dict[Name, Name] | None = Field(default=None, max_length=1000)
     enabled: bool | None = None
 
 
@@ -85,18 +123,18 @@ class GroupIn(Strict):
 
 
 class AccountIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class CreditIn(Strict):
     amount_usd: Money
-    note: str | None = None
+    note: str | None = Field(default=None, max_length=2000)
 
 
 class KeyIn(Strict):
-    name: str = Field(default="default", min_length=1, max_length=200)
-    groups: list[str] | None = None
-    models: list[str] | None = None
+    name: Name = "default"
+    groups: Names | None = None
+    models: Names | None = None
     spend_limit_usd: Money | None = None
     rpm: int | None = Field(default=None, ge=1, le=I32)
     tpm: int | None = Field(default=None, ge=1, le=I32)
@@ -109,11 +147,14 @@ def iso(ms: int | None) -> str | None:
         "+00:00", "Z")
 
 
-def money(fn, value, param: str) -> int:
+def money(fn, value, param: str, most: int = MAX_NANO) -> int:
     try:
-        return fn(value, param)
+        n = fn(value, param)
     except MoneyError as exc:
         raise bad_request(str(exc), param=param) from None
+    if n > most:
+        raise bad_request(f"{param} is too large.", param=param)
+    return n
 
 
 def model_out(r: dict) -> dict:
@@ -144,6 +185,16 @@ def usage_out(r: dict) -> dict:
             "hold_usd": format_usd(r["hold_nano"]), "cost_usd": format_usd(r["cost_nano"]),
             "uncollected_usd": format_usd(r["uncollected_nano"]), "error_code": r["error_code"],
             "created_at": iso(r["created_at"]), "settled_at": iso(r["settled_at"])}
+
+
+def key_out(r: dict) -> dict:
+    """A key as the admin API shows it: money as decimal strings, never its hash."""
+    return {"id": r["id"], "account_id": r["account_id"], "name": r["name"], "key_prefix": r["key_prefix"],
+            "groups": r["groups"], "models": r["models"],
+            "spend_limit_usd": None if r["spend_limit_nano"] is None else format_usd(r["spend_limit_nano"]),
+            "spent_usd": format_usd(r["spent_nano"]), "rpm": r["rpm"], "tpm": r["tpm"],
+            "revoked": r["revoked_at"] is not None, "revoked_at": iso(r["revoked_at"]),
+            "created_at": iso(r["created_at"])}
 
 
 def ledger_out(r: dict) -> dict:
@@ -179,6 +230,21 @@ def build_admin(gw: Gateway) -> FastAPI:
         code = "not_found" if exc.status_code == 404 else None
         return Response(envelope(str(exc.detail), "invalid_request_error", None, code),
                         status_code=exc.status_code, media_type="application/json")
+
+    @app.exception_handler(DataError)
+    async def _data(_req: Request, _exc: DataError) -> Response:
+        # the store refused a value (too long, out of range): the request's fault, not ours
+        log.warning("admin request refused by the store: %s", type(_exc.orig).__name__)
+        return Response(envelope("A value is too large or invalid for the store.", "invalid_request_error",
+                                 None, "invalid_value"), status_code=400, media_type="application/json")
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store(_req: Request, exc: SQLAlchemyError) -> Response:
+        # never log the exception's text: it carries the statement's parameters (upstream keys)
+        log.error("admin request failed in the store: %s (%s)", type(exc).__name__,
+                  type(getattr(exc, "orig", None)).__name__)
+        return Response(envelope("The gateway hit an internal error.", "server_error", None, "internal_error"),
+                        status_code=500, media_type="application/json")
 
     @app.exception_handler(Exception)
     async def _crash(_req: Request, _exc: Exception) -> Response:
@@ -252,21 +318,26 @@ def build_admin(gw: Gateway) -> FastAPI:
 
     # models (rate card)
     @app.put("/admin/models/{model}", dependencies=admin, tags=["models"])
-    async def put_model(model: str, body: ModelIn) -> dict:
-        v = {"input_micro": money(parse_rate, body.input_usd_per_mtok, "input_usd_per_mtok"),
-             "output_micro": money(parse_rate, body.output_usd_per_mtok, "output_usd_per_mtok"),
+    async def put_model(model: PathName, body: ModelIn) -> dict:
+        rate = MAX_RATE_MICRO
+        v = {"input_micro": money(parse_rate, body.input_usd_per_mtok, "input_usd_per_mtok", rate),
+             "output_micro": money(parse_rate, body.output_usd_per_mtok, "output_usd_per_mtok", rate),
              "cached_input_micro": None, "cache_write_micro": None,
              "context_window": body.context_window, "max_output_tokens": body.max_output_tokens,
              "lc_threshold_tokens": None, "lc_input_milli": None, "lc_output_milli": None}
         if body.cached_input_usd_per_mtok is not None:
-            v["cached_input_micro"] = money(parse_rate, body.cached_input_usd_per_mtok, "cached_input_usd_per_mtok")
+            v["cached_input_micro"] = money(parse_rate, body.cached_input_usd_per_mtok,
+                                            "cached_input_usd_per_mtok", rate)
         if body.cache_write_usd_per_mtok is not None:
-            v["cache_write_micro"] = money(parse_rate, body.cache_write_usd_per_mtok, "cache_write_usd_per_mtok")
+            v["cache_write_micro"] = money(parse_rate, body.cache_write_usd_per_mtok,
+                                           "cache_write_usd_per_mtok", rate)
         if body.long_context is not None:
             lc = body.long_context
             v["lc_threshold_tokens"] = lc.threshold_tokens
-            v["lc_input_milli"] = money(parse_multiplier, lc.input_multiplier, "long_context.input_multiplier")
-            v["lc_output_milli"] = money(parse_multiplier, lc.output_multiplier, "long_context.output_multiplier")
+            v["lc_input_milli"] = money(parse_multiplier, lc.input_multiplier, "long_context.input_multiplier",
+                                        MAX_MULTIPLIER_MILLI)
+            v["lc_output_milli"] = money(parse_multiplier, lc.output_multiplier, "long_context.output_multiplier",
+                                         MAX_MULTIPLIER_MILLI)
         await write(queries.put_model, model, v)
         return model_out({"name": model, **v})
 
@@ -276,7 +347,7 @@ def build_admin(gw: Gateway) -> FastAPI:
 
     # groups
     @app.put("/admin/groups/{group}", dependencies=admin, tags=["groups"])
-    async def put_group(group: str, body: GroupIn) -> dict:
+    async def put_group(group: PathName, body: GroupIn) -> dict:
         await write(queries.put_group, group, body.model_dump())
         return {"name": group, **body.model_dump()}
 
@@ -305,6 +376,12 @@ def build_admin(gw: Gateway) -> FastAPI:
         amount = money(parse_usd, body.amount_usd, "amount_usd")
         if amount <= 0:
             raise bad_request("amount_usd must be greater than zero.", param="amount_usd")
+        acc = await read(queries.get_account, account_id)
+        if acc is None:
+            raise not_found("Account")
+        if acc["balance_nano"] + amount > MAX_NANO:  # BIGINT: the balance could not hold it
+            raise bad_request(f"amount_usd would take the balance above the largest the store holds "
+                              f"({format_usd(MAX_NANO)}).", param="amount_usd")
         async with gw.engine.begin() as conn:
             balance = await ledger_run(conn, Credit(account_id, amount, body.note))
         if balance is None:
@@ -328,9 +405,7 @@ def build_admin(gw: Gateway) -> FastAPI:
     @app.get("/admin/accounts/{account_id}/keys", dependencies=admin, tags=["keys"])
     async def list_keys(account_id: Id) -> dict:
         rows = await read(queries.list_keys, account_id)
-        for r in rows:
-            r["spend_limit_usd"] = None if r.pop("spend_limit_nano") is None else format_usd(r["spend_limit_nano"])
-        return {"object": "list", "data": rows}
+        return {"object": "list", "data": [key_out(r) for r in rows]}
 
     @app.delete("/admin/keys/{key_id}", dependencies=admin, tags=["keys"])
     async def revoke_key(key_id: Id) -> dict:
