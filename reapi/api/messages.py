@@ -55,6 +55,7 @@ from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.relay.anthropic import ANTHROPIC_VERSION, error_from_anthropic, upstream_url, usage_from_anthropic
 from reapi.relay.base import Usage
+from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
 from reapi.relay.select import pick
 from reapi.store.cache import hash_key
 
@@ -210,11 +211,13 @@ async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send, wa
         await finish_failed(call, err.code or "upstream_error")
         raise err from None
     gw.health.record_success(call.channel.id)
-    if isinstance(msg.get("usage"), dict):
-        usage = usage_from_anthropic(msg["usage"])
-    else:
+    dirty = msg.get("model") != call.model
+    usage = usage_from_anthropic(msg.get("usage"))
+    if usage is None:  # none, or malformed (reapi.relay.usage): billed on our count, which the answer shows
         usage = Usage(call.prompt_tokens, tokens.count_completion(_produced(msg.get("content"))))
-    if msg.get("model") != call.model:
+        msg["usage"] = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+        dirty = True
+    if dirty:
         msg["model"] = call.model
         raw = orjson.dumps(msg)
     await respond_charged(call, usage, raw, send)
@@ -250,7 +253,8 @@ class EventRelay:
     if the client leaves early (`produced_text()`). Usage: message_start's, merged with each
     message_delta's (cumulative); message_stop before any message_delta is an early end (502)."""
 
-    __slots__ = ("model", "channel", "usage", "finished", "started", "deltas", "event", "pending", "last")
+    __slots__ = ("model", "channel", "usage", "finished", "started", "deltas", "event", "pending", "last",
+                 "delta_seen")
 
     def __init__(self, model: str, channel: Channel) -> None:
         self.model = model  # the public name, set back in message_start
@@ -262,6 +266,7 @@ class EventRelay:
         self.event = b""  # the current event's name
         self.pending: list[bytes] = []  # the current event's lines
         self.last = b""  # message_stop
+        self.delta_seen = False  # a message_delta arrived (its usage may still have been discarded)
 
     def feed(self, line: bytes) -> list[bytes] | None:
         if not line.strip():  # a blank line ends an event: pass it on now
@@ -270,7 +275,7 @@ class EventRelay:
                 return None
             pending.append(line)
             if self.event == b"message_stop":
-                if self.usage is None:
+                if not self.delta_seen:
                     raise stream_ended()
                 self.last = b"".join(pending)
                 self.finished = True
@@ -294,18 +299,25 @@ class EventRelay:
             kind = ev.get("type") if isinstance(ev, dict) else None
             self.event = self.event or (kind or "").encode()
             if kind == "message_start":
-                msg = ev.get("message") or {}
-                self.started = dict(msg.get("usage") or {})
-                if msg.get("model") != self.model:
+                msg = ev.get("message")
+                msg = msg if isinstance(msg, dict) else {}
+                usage = msg.get("usage")
+                self.started = dict(usage) if isinstance(usage, dict) else {}
+                if msg and msg.get("model") != self.model:
                     msg["model"] = self.model
                     line = b"data: " + orjson.dumps(ev) + b"\n"
             elif kind == "message_delta":
-                self.usage = usage_from_anthropic({**self.started, **{
-                    k: v for k, v in (ev.get("usage") or {}).items() if v is not None}})
+                self.delta_seen = True
+                self.usage = usage = anthropic_stream_usage(self.started, ev.get("usage"))
+                if usage is None and ev.get("usage") is not None:
+                    # Discarded: the client sees the output count it is billed on, not the upstream's numbers.
+                    ev["usage"] = {"output_tokens": tokens.count_completion(self.produced_text())}
+                    line = b"data: " + orjson.dumps(ev) + b"\n"
             elif kind == "content_block_delta":
                 self.deltas.append(line[5:])
             elif kind == "error":
-                err = ev.get("error") or {}  # mapped like an HTTP error: scrubbed, the channel's auth -> 502
+                err = ev.get("error")  # mapped like an HTTP error: scrubbed, the channel's auth -> 502
+                err = err if isinstance(err, dict) else {"message": err}
                 raise error_from_anthropic(500, err.get("type"), err.get("message"), self.channel)
         except ValueError:
             raise _bad_response() from None
@@ -317,11 +329,7 @@ class EventRelay:
 
     def input_usage(self) -> Usage | None:
         """message_start's usage (the prompt as Anthropic counted it), completion_tokens 0; None if none came."""
-        if not self.started:
-            return None
-        usage = usage_from_anthropic(self.started)
-        usage.completion_tokens = 0
-        return usage
+        return anthropic_usage(self.started, prompt_only=True) if self.started else None
 
     def produced_text(self) -> str:
         return _produced([_delta(d) for d in self.deltas])

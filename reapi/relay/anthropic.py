@@ -127,7 +127,6 @@ or host, nor anything shaped like an Anthropic key.
 """
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any
@@ -137,6 +136,9 @@ import orjson
 from reapi.catalog import Channel
 from reapi.errors import GatewayError, bad_request
 from reapi.relay.base import UpstreamRequest, Usage
+from reapi.relay.openai import redirect_error
+from reapi.relay.scrub import scrub
+from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -176,7 +178,6 @@ _FINISH = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-_ANTHROPIC_KEY_RE = re.compile(r"sk-ant-[A-Za-z0-9_\-]+")
 
 
 def finish_reason(stop_reason: str | None) -> str:
@@ -516,20 +517,15 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
 
 # ---------------------------------------------------------------- responses
 
-def usage_from_anthropic(u: dict | None) -> Usage:
-    """An Anthropic `usage` object (a message's, or message_start's / message_delta's) in billing terms.
+def usage_from_anthropic(u: object) -> Usage | None:
+    """An Anthropic `usage` object (a message's, or message_start's merged with message_delta's) in billing
+    terms, or None when it is absent or malformed (see reapi.relay.usage: billed on our own count).
 
     prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens
     (Anthropic's input_tokens excludes both cache parts; ours counts every input token),
     cached_tokens = the cache read, cache_write_tokens = the cache creation,
-    completion_tokens = output_tokens. Missing or null fields count as 0.
-    """
-    u = u or {}
-    inp = int(u.get("input_tokens") or 0)
-    read = int(u.get("cache_read_input_tokens") or 0)
-    write = int(u.get("cache_creation_input_tokens") or 0)
-    return Usage(prompt_tokens=inp + read + write, completion_tokens=int(u.get("output_tokens") or 0),
-                 cached_tokens=read, cache_write_tokens=write)
+    completion_tokens = output_tokens. Missing or null cache fields count as 0."""
+    return anthropic_usage(u)
 
 
 def openai_usage(usage: Usage) -> dict:
@@ -576,23 +572,8 @@ _TYPE_STATUS = {t: s for s, t in _STATUS_TYPES.items()}
 _STATUS_ONLY = {413, 429, 529}
 
 
-def scrub(message: str, channel: Channel | None) -> str:
-    """Remove the channel's key and URL (and anything shaped like an Anthropic key) from an upstream text."""
-    secrets: list[str] = []
-    if channel is not None:
-        secrets.append(channel.api_key)
-        base = channel.base_url.rstrip("/")
-        secrets.append(base)
-        host = re.sub(r"^[a-z][a-z0-9+.\-]*://", "", base, flags=re.I)
-        secrets.append(host)
-        secrets.append(host.split("/", 1)[0])
-    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
-        message = re.sub(re.escape(s), "[redacted]", message, flags=re.I)
-    return _ANTHROPIC_KEY_RE.sub("[redacted]", message)
-
-
 def error_from_anthropic(status: int, err_type: str | None, message: Any, channel: Channel | None) -> GatewayError:
-    if err_type not in _ERRORS:
+    if not isinstance(err_type, str) or err_type not in _ERRORS:
         fallback = _STATUS_TYPES.get(status)
         if fallback is not None:
             err_type = fallback
@@ -651,10 +632,12 @@ class AnthropicStreamConverter:
         kind = ev.get("type")
 
         if kind == "message_start":
-            msg = ev.get("message") or {}
-            if msg.get("id"):
+            msg = ev.get("message")
+            msg = msg if isinstance(msg, dict) else {}
+            if isinstance(msg.get("id"), str) and msg["id"]:
                 self._id = "chatcmpl-" + msg["id"]
-            self._input = dict(msg.get("usage") or {})
+            usage = msg.get("usage")
+            self._input = dict(usage) if isinstance(usage, dict) else {}
             return [self._chunk({"role": "assistant", "content": ""})]
 
         if kind == "content_block_start":
@@ -707,10 +690,7 @@ class AnthropicStreamConverter:
             return []
 
         if kind == "message_delta":
-            usage = ev.get("usage") or {}
-            merged = dict(self._input)
-            merged.update({k: v for k, v in usage.items() if v is not None})
-            self.usage = usage_from_anthropic(merged)
+            self.usage = anthropic_stream_usage(self._input, ev.get("usage"))
             stop = (ev.get("delta") or {}).get("stop_reason")
             return [self._chunk({}, finish_reason(stop))]
 
@@ -718,15 +698,16 @@ class AnthropicStreamConverter:
             self.finished = True
             if not self.include_usage:
                 return []
-            if self.usage is None:
-                self.usage = usage_from_anthropic(self._input)
+            # Without a valid report the call is billed on our own count, which the client cannot see here.
             obj = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                   "model": self.public_model, "choices": [], "usage": openai_usage(self.usage)}
+                   "model": self.public_model, "choices": [],
+                   "usage": openai_usage(self.usage) if self.usage is not None else None}
             return [b"data: " + orjson.dumps(obj) + b"\n\n"]
 
         if kind == "error":
-            err = ev.get("error") or {}
-            err_type = err.get("type")
+            err = ev.get("error")
+            err = err if isinstance(err, dict) else {"message": err}
+            err_type = err.get("type") if isinstance(err.get("type"), str) else None
             status = _TYPE_STATUS.get(err_type, 500)
             raise error_from_anthropic(status, err_type, err.get("message"), self.channel)
 
@@ -741,11 +722,7 @@ class AnthropicStreamConverter:
 
         For a stream cut short before message_delta: the relay charges this prompt count rather than its own
         estimate, and counts the completion from produced_text()."""
-        if not self._input:
-            return None
-        usage = usage_from_anthropic(self._input)
-        usage.completion_tokens = 0
-        return usage
+        return anthropic_usage(self._input, prompt_only=True) if self._input else None
 
 
 # ---------------------------------------------------------------- adapter
@@ -772,8 +749,10 @@ class AnthropicAdapter:
         if not isinstance(msg, dict):
             raise _bad_upstream("an unreadable response")
         if msg.get("type") == "error":
-            err = msg.get("error") or {}
-            raise error_from_anthropic(500, err.get("type"), err.get("message"), None)
+            err = msg.get("error")
+            err = err if isinstance(err, dict) else {}
+            # No channel here to scrub with: the upstream's text is not relayed, only its type's generic one.
+            raise error_from_anthropic(500, err.get("type"), None, None)
         content = msg.get("content")
         if not isinstance(content, list):
             raise _bad_upstream("a response without content")
@@ -804,7 +783,7 @@ class AnthropicAdapter:
         if thinking:
             message["reasoning_content"] = "".join(thinking)
 
-        usage = usage_from_anthropic(msg.get("usage"))
+        usage = usage_from_anthropic(msg.get("usage"))  # None: billed on our count, no usage in the answer
         out = {
             "id": "chatcmpl-" + str(msg.get("id") or uuid.uuid4().hex),
             "object": "chat.completion",
@@ -812,8 +791,9 @@ class AnthropicAdapter:
             "model": public_model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": finish_reason(msg.get("stop_reason"))}],
-            "usage": openai_usage(usage),
         }
+        if usage is not None:
+            out["usage"] = openai_usage(usage)
         return orjson.dumps(out), usage
 
     def stream_converter(self, public_model: str, upstream_model: str, include_usage: bool,
@@ -821,6 +801,8 @@ class AnthropicAdapter:
         return AnthropicStreamConverter(public_model, upstream_model, include_usage, channel)
 
     def map_error(self, status: int, raw: bytes, channel: Channel) -> GatewayError:
+        if 300 <= status < 400:
+            return redirect_error(status)
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:

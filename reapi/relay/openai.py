@@ -12,30 +12,45 @@ import orjson
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
 from reapi.relay.base import UpstreamRequest, Usage
-from reapi.relay.scrub import scrub
+from reapi.relay.scrub import safe_code, safe_param, scrub
+from reapi.relay.usage import openai_usage
 
 _MODEL_KEY = b'"model":"'
 
 
-def usage_from(d: dict | None) -> Usage | None:
-    if not isinstance(d, dict):
-        return None
-    details = d.get("prompt_tokens_details") or {}
-    return Usage(prompt_tokens=int(d.get("prompt_tokens") or 0),
-                 completion_tokens=int(d.get("completion_tokens") or 0),
-                 cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0)
-
-
-def _set_model(data: bytes, public: bytes) -> bytes:
-    """Make the chunk's "model" the client's model name, by byte surgery when the JSON is compact."""
+def _set_model(data: bytes, public: bytes, obj: object = None) -> bytes:
+    """Make the chunk's "model" the client's model name: by byte surgery when the JSON is compact, else
+    (spaces, escapes) by parsing and re-dumping the chunk; `obj` is the chunk if already parsed."""
     i = data.find(_MODEL_KEY)
-    if i < 0:
+    if i >= 0:
+        start = i + len(_MODEL_KEY)
+        end = data.find(b'"', start)
+        value = data[start:end]
+        if b"\\" not in value:
+            return data if value == public else data[:start] + public + data[end:]
+    elif b'"model"' not in data:
         return data
-    start = i + len(_MODEL_KEY)
-    end = data.find(b'"', start)
-    if data[start:end] == public:
+    if obj is None:
+        obj = _loads(data)
+    if not isinstance(obj, dict) or "model" not in obj or obj["model"] == public.decode():
         return data
-    return data[:start] + public + data[end:]
+    obj["model"] = public.decode()
+    return orjson.dumps(obj)
+
+
+def _has_usage(data: bytes) -> bool:
+    """Whether a chunk may carry a usage object (compact JSON or not): a "usage" key not followed by null.
+    OpenAI puts "usage":null in every chunk once include_usage is on; those are not parsed."""
+    i = data.find(b'"usage"')
+    return i >= 0 and not data[i + 7:i + 24].lstrip(b" \t\r\n:").startswith(b"null")
+
+
+def stream_error(err: object, channel: Channel | None) -> GatewayError:
+    """An `error` object inside an OpenAI stream -> the error the client sees (502, message scrubbed)."""
+    message = err.get("message") if isinstance(err, dict) else err
+    if not isinstance(message, str) or not message:
+        message = "The upstream failed mid-stream."
+    return GatewayError(502, scrub(message, channel), type="upstream_error", code="upstream_stream_error")
 
 
 class OpenAIStream:
@@ -51,20 +66,24 @@ class OpenAIStream:
         if data == b"[DONE]":
             self.finished = True
             return []
-        if b'"error"' in data and not data.startswith(b'{"id"'):
+        obj = None
+        if b'"error"' in data:  # an error object, wherever the chunk starts (e.g. {"id": ..., "error": ...})
             obj = _loads(data)
-            if isinstance(obj, dict) and "error" in obj:
-                err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
-                raise GatewayError(502, str(err.get("message") or "The upstream failed mid-stream."),
-                                   type="upstream_error", code="upstream_stream_error")
+            if isinstance(obj, dict) and obj.get("error") is not None:
+                raise stream_error(obj["error"], self.channel)
         self._chunks.append(data)
-        if b'"usage":{' in data:
-            obj = _loads(data)
-            if isinstance(obj, dict):
-                self.usage = usage_from(obj.get("usage")) or self.usage
+        if _has_usage(data):
+            if obj is None:
+                obj = _loads(data)
+            if isinstance(obj, dict) and obj.get("usage") is not None:
+                self.usage = openai_usage(obj["usage"])  # the last report wins; a malformed one counts as none
                 if not obj.get("choices") and not self.include_usage:
                     return []  # the usage chunk we asked for on the client's behalf
-        return [b"data: " + _set_model(data, self.public) + b"\n\n"]
+                if self.usage is None:  # discarded: the client does not see the upstream's numbers either
+                    obj["usage"] = None
+                    obj["model"] = self.public.decode()
+                    return [b"data: " + orjson.dumps(obj) + b"\n\n"]
+        return [b"data: " + _set_model(data, self.public, obj) + b"\n\n"]
 
     def produced_text(self) -> str:
         parts: list[str] = []
@@ -72,15 +91,19 @@ class OpenAIStream:
             obj = _loads(raw)
             if not isinstance(obj, dict):
                 continue
-            for choice in obj.get("choices") or ():
-                delta = choice.get("delta") or {}
+            choices = obj.get("choices")
+            for choice in choices if isinstance(choices, list) else ():
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(delta, dict):
+                    continue
                 for k in ("content", "reasoning_content", "refusal"):
                     if isinstance(delta.get(k), str):
                         parts.append(delta[k])
-                for tc in delta.get("tool_calls") or ():
-                    fn = tc.get("function") or {}
-                    parts.append(fn.get("name") or "")
-                    parts.append(fn.get("arguments") or "")
+                tool_calls = delta.get("tool_calls")
+                for tc in tool_calls if isinstance(tool_calls, list) else ():
+                    fn = tc.get("function") if isinstance(tc, dict) else None
+                    if isinstance(fn, dict):
+                        parts += [v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str)]
         return "".join(parts)
 
 
@@ -119,8 +142,12 @@ class OpenAIAdapter:
         if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
             raise GatewayError(502, "The upstream returned a malformed completion.", type="upstream_error",
                                code="upstream_bad_response")
-        usage = usage_from(obj.get("usage"))
-        if obj.get("model") != public_model:
+        usage = openai_usage(obj.get("usage"))
+        dirty = obj.get("model") != public_model
+        if usage is None and obj.get("usage") is not None:
+            del obj["usage"]  # discarded: billed on our count, as if the upstream had reported none
+            dirty = True
+        if dirty:
             obj["model"] = public_model
             raw = orjson.dumps(obj)
         return raw, usage
@@ -133,11 +160,15 @@ class OpenAIAdapter:
         return map_openai_error(status, raw, channel)
 
 
+def redirect_error(status: int) -> GatewayError:
+    """A 3xx from an upstream: never followed (the gateway's key would go with it), a bad response."""
+    return GatewayError(502, f"The upstream provider answered with a redirect (HTTP {status}). "
+                             "The call was not charged.", type="upstream_error", code="upstream_bad_response")
+
+
 def map_openai_error(status: int, raw: bytes, channel: Channel) -> GatewayError:
-    err = _loads(raw)
-    err = err.get("error") if isinstance(err, dict) else None
-    if not isinstance(err, dict):
-        err = {}
+    if 300 <= status < 400:
+        return redirect_error(status)
     if status in (401, 403):
         # The upstream key is the operator's, not the client's: a gateway fault, not a client one.
         return GatewayError(502, "The upstream provider rejected the gateway's credentials.",
@@ -146,9 +177,19 @@ def map_openai_error(status: int, raw: bytes, channel: Channel) -> GatewayError:
         return GatewayError(429, "The upstream provider is rate limiting this model; retry shortly.",
                             type="upstream_error", code="upstream_rate_limited")
     if 400 <= status < 500:
-        message = scrub(str(err.get("message") or f"The upstream rejected the request (HTTP {status})."), channel)
-        return GatewayError(status, message, type=str(err.get("type") or "invalid_request_error"),
-                            param=err.get("param"), code=err.get("code"))
+        obj = _loads(raw)
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(err, str):
+            err = {"message": err}
+        if not isinstance(err, dict):
+            err = {}
+        message = err.get("message")
+        if not isinstance(message, str) or not message:
+            message = f"The upstream rejected the request (HTTP {status})."
+        # Every string relayed is scrubbed; type and code only if they are plain identifiers.
+        return GatewayError(status, scrub(message, channel),
+                            type=safe_code(err.get("type"), channel, "invalid_request_error"),
+                            param=safe_param(err.get("param"), channel), code=safe_code(err.get("code"), channel))
     return GatewayError(502, f"The upstream provider failed (HTTP {status}). The call was not charged.",
                         type="upstream_error", code="upstream_error")
 
