@@ -1,6 +1,8 @@
 """Engine creation and migrations for the two supported stores: SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from sqlalchemy import URL, event
@@ -8,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("reapi.store")
 
 
 def async_url(url: str) -> str:
@@ -27,6 +30,7 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
+        private_sqlite_file(sqlite_path(url))
         engine = create_async_engine(url, pool_size=4, max_overflow=4)
         _tune_sqlite(engine.sync_engine)
         return engine
@@ -36,6 +40,29 @@ def create_engine(url: str) -> AsyncEngine:
 def sqlite_path(url: str | URL) -> str:
     """The file of a SQLite URL (sqlite:///reapi.db -> reapi.db)."""
     return str(url.database if isinstance(url, URL) else async_url(url).split(":///", 1)[-1])
+
+
+def private_sqlite_file(path: str) -> None:
+    """Make the SQLite file (it holds upstream keys) readable by its owner only: create it
+    0600 before any connection can create it with the umask's mode, and tighten an existing
+    file and its -wal/-shm. SQLite gives new -wal/-shm files the database file's mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for f in (p, Path(path + "-wal"), Path(path + "-shm"), Path(path + "-journal")):
+        try:
+            if f.stat().st_mode & 0o077:
+                f.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("cannot restrict %s to its owner (not ours); it holds upstream keys", f)
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -71,8 +98,9 @@ def migrate(url: str) -> None:
     if is_sqlite(url):
         path = sqlite_path(url)
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            if not Path(path).exists():
+            new = not Path(path).exists() or Path(path).stat().st_size == 0
+            private_sqlite_file(path)
+            if new:
                 _create_sqlite(path)
     command.upgrade(alembic_config(url), "head")
 
