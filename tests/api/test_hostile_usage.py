@@ -164,23 +164,18 @@ async def test_bad_usage_is_billed_on_our_count(gateway, route, usage, stream, c
         await up.close()
 
 
-@pytest.mark.parametrize("route", ["chat", "chat-claude", "messages"])
-async def test_cache_counts_above_the_prompt_are_clamped(gateway, route):
-    """cached / cache-write parts larger than the prompt are clamped to it: a valid report, billed on it."""
-    kind = "openai" if route == "chat" else "anthropic"
-    if kind == "openai":
-        usage = {"prompt_tokens": 1000, "completion_tokens": 10, "prompt_tokens_details": {"cached_tokens": 5000}}
-        up = await start_hostile(openai_handler(usage, False))
-    else:
-        usage = {"input_tokens": 1000, "output_tokens": 10}
-        up = await start_hostile(anthropic_handler(usage, False))
+async def test_cached_count_above_the_prompt_is_clamped(gateway):
+    """OpenAI's cached_tokens larger than prompt_tokens is clamped to it: a valid report, billed on it.
+    (Anthropic's cache parts are added to its prompt count, so they cannot exceed it.)"""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "prompt_tokens_details": {"cached_tokens": 5000}}
+    up = await start_hostile(openai_handler(usage, False))
     try:
-        s = await setup(gateway, up, kind)
-        status, raw = await call(gateway, s["key"], route, False)
+        s = await setup(gateway, up, "openai")
+        status, raw = await call(gateway, s["key"], "chat", False)
         assert status == 200, raw
         [rec] = await gateway.usage(s["account_id"])
-        assert rec["prompt_tokens"] == 1000 and rec["completion_tokens"] == 10
-        assert rec["cached_tokens"] <= rec["prompt_tokens"]
-        assert Decimal(rec["cost_usd"]) > 0 and await gateway.verify() == []
+        assert (rec["prompt_tokens"], rec["completion_tokens"], rec["cached_tokens"]) == (1000, 10, 1000)
+        # 1000 cached at 0.50 + 10 output at 30.00 per 1M tokens
+        assert rec["cost_usd"] == "0.0008" and await gateway.verify() == []
     finally:
         await up.close()
