@@ -1,7 +1,11 @@
 """The ASGI application: hot OpenAI routes handled directly, everything else by the admin app."""
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from reapi.api.admin import build_admin
 from reapi.api.chat import chat_completions, new_request_id
@@ -62,6 +66,8 @@ def create_app(settings: Settings | None = None):
         return await admin(scope, receive, send)
 
     app.gateway = gw  # type: ignore[attr-defined]  # for tests and the CLI
+    app.server_limits = ServerLimits(settings.max_header_bytes, settings.header_timeout_s,  # type: ignore
+                                     settings.body_timeout_s)
     return app
 
 
@@ -84,3 +90,161 @@ async def _lifespan(gw: Gateway, receive, send) -> None:
             await gw.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+# --- the connection guard -----------------------------------------------------------------
+#
+# uvicorn's httptools protocol has no limit on header size or on the time a client may take
+# to send its headers or body (h11_max_incomplete_event_size is for h11 only). This subclass
+# adds them; `reapi serve` selects it with http="reapi.app:LimitedHttpProtocol".
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_header_bytes: int
+    header_timeout_s: float
+    body_timeout_s: float
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a refused request."""
+
+
+_WAITING, _HEADERS, _BODY = 0, 1, 2  # between requests (uvicorn's keep-alive timer rules), in headers, in body
+
+
+def _limits_of(config) -> ServerLimits:
+    """The limits of the app this uvicorn config serves (create_app puts them on the app,
+    under uvicorn's middleware), looked up once per config."""
+    limits = getattr(config, "_reapi_limits", None)
+    if limits is None:
+        app = config.loaded_app
+        while app is not None and not hasattr(app, "server_limits"):
+            app = getattr(app, "app", None)
+        if app is not None:
+            limits = app.server_limits
+        else:
+            d = Settings()
+            limits = ServerLimits(d.max_header_bytes, d.header_timeout_s, d.body_timeout_s)
+        config._reapi_limits = limits
+    return limits
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with three bounds per connection:
+
+    - request line plus headers over ``max_header_bytes``: 431 and close;
+    - headers not complete ``header_timeout_s`` after the connection opened or the request's
+      first byte arrived: 408 and close (closed silently if nothing was sent);
+    - a request body with no byte for ``body_timeout_s`` (while the app is reading it): close.
+
+    Per-request cost when a request arrives in one read: three phase assignments; timers
+    are armed only for connections that are waiting for more header or body bytes."""
+
+    def __init__(self, config, server_state, app_state, _loop=None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits = _limits_of(config)
+        self._max_header_bytes = limits.max_header_bytes
+        self._header_s = limits.header_timeout_s
+        self._body_s = limits.body_timeout_s
+        self._phase = _HEADERS
+        self._header_bytes = 0  # bytes of this request's earlier reads, all of them header bytes
+        self._chunk = 0  # length of the read being parsed
+        self._refused = False
+        self._got_bytes = False
+        self._last_body = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self._header_s)  # a connection that never sends a full request is closed
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunk = len(data)
+        super().data_received(data)
+        phase = self._phase
+        if phase == _WAITING or self.transport.is_closing():
+            return
+        if phase == _HEADERS:
+            self._got_bytes = True
+            self._header_bytes += len(data)
+            if self._header_bytes > self._max_header_bytes:
+                self._refuse(431, "Request Header Fields Too Large")
+            elif self._timer is None:
+                self._arm(self._header_s)
+        else:  # _BODY: more of it is still to come
+            self._last_body = self.loop.time()
+            if self._timer is None:
+                self._arm(self._body_s)
+
+    # parser callbacks (httptools calls them during feed_data)
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _HEADERS
+        self._header_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._phase = _BODY
+        self._disarm()
+        if self._header_bytes + self._chunk > self._max_header_bytes and self._header_size() > self._max_header_bytes:
+            self._refuse(431, "Request Header Fields Too Large")
+            raise _Refused  # stops the parser: the app never sees this request
+        super().on_headers_complete()
+
+    def _header_size(self) -> int:
+        return len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # uvicorn's answer to a parser error; ours was sent already
+            super().send_400_response(msg)
+
+    def on_message_complete(self) -> None:
+        self._phase = _WAITING
+        if self._timer is not None:
+            self._disarm()
+        super().on_message_complete()
+
+    # timers
+    def _arm(self, delay: float) -> None:
+        self._timer = self.loop.call_later(delay, self._deadline)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self._phase == _HEADERS:
+            if cycle is not None and not cycle.response_complete:
+                # a pipelined request stalls behind one still being answered: finish that one, then close
+                cycle.keep_alive = False
+                self.flow.pause_reading()
+            elif self._got_bytes:
+                self._refuse(408, "Request Timeout")
+            else:
+                self.transport.close()
+        elif self._phase == _BODY:
+            now = self.loop.time()
+            if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+                self._last_body = now  # the app is not reading yet: not the client's delay
+            idle = now - self._last_body
+            if idle < self._body_s:
+                self._arm(self._body_s - idle)
+            else:
+                log.debug("closing a connection whose request body stalled for %.0f s", idle)
+                self.transport.close()  # the app's receive() sees http.disconnect
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._refused = True
+        body = message.encode()
+        self.transport.write(b"".join([STATUS_LINE[status], b"content-type: text/plain; charset=utf-8\r\n",
+                                       b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+        self.transport.close()

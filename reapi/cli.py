@@ -71,7 +71,7 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = _settings()
     run_migrations(settings.database_url)
     uvicorn.run("reapi.app:create_app", factory=True, host=host, port=port, workers=workers, loop="uvloop",
-                http="httptools", access_log=False, log_level=settings.log_level, lifespan="on")
+                http="reapi.app:LimitedHttpProtocol", access_log=False, log_level=settings.log_level, lifespan="on")
 
 
 @main.command()

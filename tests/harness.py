@@ -14,7 +14,7 @@ import uuid
 import aiohttp
 import uvicorn
 
-from reapi.app import create_app
+from reapi.app import LimitedHttpProtocol, create_app
 from reapi.mock_upstream import MockConfig, bound_port, start_mock
 from reapi.settings import Settings
 from reapi.store.db import migrate
@@ -89,7 +89,7 @@ class Gateway:
     async def start(self) -> "Gateway":
         await asyncio.to_thread(migrate, self.settings.database_url)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                                access_log=False)
+                                access_log=False, http=LimitedHttpProtocol)  # the protocol `reapi serve` uses
         self.server = uvicorn.Server(config)
         self.task = asyncio.get_running_loop().create_task(self.server.serve())
         while not self.server.started:
