@@ -5,6 +5,7 @@ Not on the hot path, so it uses FastAPI for validation and the OpenAPI page at
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from datetime import datetime, timezone
@@ -464,7 +465,7 @@ def build_admin(gw: Gateway) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     async def metrics_route() -> Response:
-        body, ctype = metrics.render()
+        body, ctype = await asyncio.to_thread(metrics.render)  # requests keep flowing meanwhile
         return Response(body, media_type=ctype)
 
     return app
