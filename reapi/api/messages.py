@@ -197,7 +197,7 @@ async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send, wa
     try:
         raw = await watch.run(resp.read())
         msg = orjson.loads(raw)
-        if not isinstance(msg, dict):
+        if not isinstance(msg, dict) or (msg.get("type") != "error" and not isinstance(msg.get("content"), list)):
             raise _bad_response()
         if msg.get("type") == "error":  # an error inside a 200: mapped like an HTTP error
             e = msg["error"] if isinstance(msg.get("error"), dict) else {}
@@ -286,9 +286,13 @@ class EventRelay:
             self.event = line[6:].strip()
         elif line[:5] == b"data:":
             if self.event == b"content_block_delta":
+                if b'"content_block_delta"' not in line:  # cheap: every real one names its type
+                    self._check(line)
                 self.deltas.append(line[5:])
             elif self.event in _PARSED_EVENTS:
                 line = self._parse(line)
+            elif b'"' + self.event + b'"' not in line:  # not the event it says it is (e.g. not JSON)
+                self._check(line)
         self.pending.append(line)
         return None
 
@@ -322,6 +326,15 @@ class EventRelay:
         except ValueError:
             raise _bad_response() from None
         return line
+
+    def _check(self, line: bytes) -> None:
+        """A relayed-as-is data line that does not name its event: it must be that event's JSON object."""
+        try:
+            ev = orjson.loads(line[5:])
+        except ValueError:
+            raise _bad_response() from None
+        if not isinstance(ev, dict) or ev.get("type") != self.event.decode("latin-1"):
+            raise _bad_response()
 
     def end(self) -> bytes:
         """The last bytes to send, once settled: message_stop, or what was left of an unfinished event."""

@@ -45,6 +45,11 @@ def _has_usage(data: bytes) -> bool:
     return i >= 0 and not data[i + 7:i + 24].lstrip(b" \t\r\n:").startswith(b"null")
 
 
+def bad_event() -> GatewayError:
+    return GatewayError(502, "The upstream sent an unreadable stream event. The call was not charged.",
+                        type="upstream_error", code="upstream_bad_response")
+
+
 def stream_error(err: object, channel: Channel | None) -> GatewayError:
     """An `error` object inside an OpenAI stream -> the error the client sees (502, message scrubbed)."""
     message = err.get("message") if isinstance(err, dict) else err
@@ -67,10 +72,16 @@ class OpenAIStream:
             self.finished = True
             return []
         obj = None
-        if b'"error"' in data:  # an error object, wherever the chunk starts (e.g. {"id": ..., "error": ...})
+        if b'"error"' in data or b'"choices"' not in data:
+            # An error object, wherever the chunk starts ({"id": ..., "error": ...}, {"type": "error", ...}),
+            # or not a chunk at all: parsed. Ordinary chunks (they all carry "choices") are not.
             obj = _loads(data)
-            if isinstance(obj, dict) and obj.get("error") is not None:
-                raise stream_error(obj["error"], self.channel)
+            if not isinstance(obj, dict):
+                raise bad_event()
+            if obj.get("error") is not None or obj.get("type") == "error":
+                raise stream_error(obj["error"] if obj.get("error") is not None else obj, self.channel)
+            if not isinstance(obj.get("choices"), list):
+                raise bad_event()
         self._chunks.append(data)
         if _has_usage(data):
             if obj is None:

@@ -99,7 +99,33 @@ def _redirect(up):
     return handle
 
 
+def _openai_stream_frames(frame):
+    def make(up):
+        async def handle(request):
+            return await sse_answer(request, [openai_chunk({"role": "assistant", "content": "partial"}), frame(up)])
+        return handle
+    return make
+
+
+def _messages_raw_delta(up):
+    async def handle(request):
+        return await sse_answer(request, anthropic_events(MESSAGE_START, BLOCK_START) + [
+            f"event: content_block_delta\ndata: {{not json {up.url} {HOSTILE_KEY}\n\n".encode()])
+    return handle
+
+
+def _message_without_blocks(up):
+    return lambda req: _answer(json_answer({"id": "m", "type": "message", "role": "assistant", "model": "m",
+                                            "content": f"{up.url} {HOSTILE_KEY}", "stop_reason": "end_turn"}))
+
+
 PATHS = [
+    ("openai-stream-not-json", "openai", "chat", True,
+     _openai_stream_frames(lambda up: f"data: {{not json {up.url} {HOSTILE_KEY}\n\n".encode())),
+    ("openai-stream-type-error", "openai", "chat", True,
+     _openai_stream_frames(lambda up: b"data: " + json.dumps({**leaky(up), "type": "error"}).encode() + b"\n\n")),
+    ("messages-stream-delta-not-json", "anthropic", "messages", True, _messages_raw_delta),
+    ("messages-content-not-blocks", "anthropic", "messages", False, _message_without_blocks),
     ("openai-400", "openai", "chat", False, _openai_http(400)),
     ("openai-400-stream", "openai", "chat", True, _openai_http(400)),
     ("openai-404", "openai", "chat", False, _openai_http(404)),
