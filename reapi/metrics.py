@@ -130,11 +130,11 @@ def observe_request(model: str, group: str, status: int, *, upstream_s: float | 
         mc[0].observe(upstream_s)
     if ttft_s is not None:
         mc[1].observe(ttft_s)
-    if prompt_tokens:
+    if prompt_tokens > 0:  # counts come from upstreams: a negative one must not raise here
         mc[2].inc(prompt_tokens)
-    if completion_tokens:
+    if completion_tokens > 0:
         mc[3].inc(completion_tokens)
-    if cost_nano:
+    if cost_nano > 0:
         with _lock:
             _cost_nano[m] = _cost_nano.get(m, 0) + cost_nano
 
