@@ -1,21 +1,33 @@
-"""The ASGI application: hot OpenAI routes handled directly, everything else by the admin app."""
+"""The ASGI application: a route table.
+
+Exact paths first for the hot routes (no framework, no wrapper: each call's own id is its
+x-request-id), then sub-applications mounted by path prefix, each answering in its own error
+format. Every other response gets its x-request-id in one place, `stamped`.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
+from typing import Awaitable, Callable
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from reapi.api.admin import build_admin
+from reapi.admin import build_admin
 from reapi.api.chat import chat_completions, new_request_id
-from reapi.api.http import send_error
+from reapi.api.http import Receive, Send, send_error
+from reapi.api.messages import messages
 from reapi.api.models import models
 from reapi.errors import INTERNAL_ERROR, GatewayError
 from reapi.gateway import Gateway
+from reapi.public import ROUTES as PUBLIC_ROUTES
+from reapi.public import build_public
 from reapi.settings import Settings
 
 log = logging.getLogger("reapi")
+
+ASGI = Callable[[dict, Receive, Send], Awaitable[None]]
 
 
 def setup_logging(level: str) -> None:
@@ -30,38 +42,104 @@ def setup_logging(level: str) -> None:
         root.addHandler(handler)
 
 
+def stamped(app: ASGI) -> ASGI:
+    """`app` with a new x-request-id on its response: the one place for every route that has
+    no call of its own (admin, public, models, errors of the table)."""
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        rid = (b"x-request-id", new_request_id().encode())
+
+        async def send_stamped(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                msg = {**msg, "headers": [*msg.get("headers", ()), rid]}
+            await send(msg)
+
+        await app(scope, receive, send_stamped)
+
+    return run
+
+
+def answer(err: GatewayError) -> ASGI:
+    """An app that answers `err` (OpenAI envelope) whatever the request."""
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        await send_error(send, err, [])
+
+    return run
+
+
+def models_route(gw: Gateway) -> ASGI:
+    """GET /v1/models and /v1/models/{id} (OpenAI's envelope)."""
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        try:
+            await models(gw, scope, receive, send, [])
+        except GatewayError as err:
+            await send_error(send, err, [])
+        except Exception:
+            log.exception("models route failed")
+            await send_error(send, INTERNAL_ERROR, [])
+
+    return stamped(run)
+
+
+def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
+    """/v1/* beyond the exact hot paths: OpenAI's envelope, Anthropic's under /v1/messages."""
+
+    async def unknown(scope: dict, receive: Receive, send: Send) -> None:
+        await send_error(send, GatewayError(404, f"Unknown route {scope['path']}.", code="unknown_url"), [])
+
+    unknown_app = stamped(unknown)
+    chat_method = stamped(answer(GatewayError(405, "Use POST for /v1/chat/completions.", code="method_not_allowed")))
+
+    async def v1(scope: dict, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path.startswith("/v1/messages"):  # its call stamps its id; errors in Anthropic's envelope
+            return await messages(gw, scope, receive, send)
+        if path.startswith("/v1/models"):
+            return await models_app(scope, receive, send)
+        if path == "/v1/chat/completions":
+            return await chat_method(scope, receive, send)
+        return await unknown_app(scope, receive, send)
+
+    return v1
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
     gw = Gateway(settings)
-    admin = build_admin(gw)
+
+    models_app = models_route(gw)
+    v1 = build_v1(gw, models_app)
+    admin = stamped(build_admin(gw))  # also /docs and /openapi.json until issue #12 moves them
+    public = stamped(build_public(gw))
+    not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
+
+    # 1. the hot routes, by (method, path): each stamps its own call's request id
+    hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
+                                        ("POST", "/v1/messages"): partial(messages, gw),
+                                        ("GET", "/v1/models"): models_app}
+    # 2. exact public paths
+    exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
+    exact.update({"/docs": admin, "/docs/oauth2-redirect": admin, "/openapi.json": admin})
+    # 3. sub-applications by prefix, first match wins
+    mounts: tuple[tuple[str, ASGI], ...] = (
+        ("/v1/", v1),  # OpenAI + Anthropic formats
+        ("/admin/", admin),  # the operator's API (reapi.admin)
+        # ("/api/v1/", tasks),  the task gateway's API goes here
+        # ("/console/", console),  the operator console goes here
+        # public pages (the site) go last, as the fallback in place of not_found
+    )
 
     async def app(scope, receive, send):
-        kind = scope["type"]
-        if kind == "http":
+        if scope["type"] == "http":
             path = scope["path"]
-            if path == "/v1/chat/completions":
-                if scope["method"] == "POST":
-                    return await chat_completions(gw, scope, receive, send)
-                return await _error(send, GatewayError(405, "Use POST for /v1/chat/completions.",
-                                                       code="method_not_allowed"))
-            if path.startswith("/v1/messages"):
-                from reapi.api.messages import messages
-
-                return await messages(gw, scope, receive, send)
-            if path.startswith("/v1/models"):
-                headers = [(b"x-request-id", new_request_id().encode())]
-                try:
-                    return await models(gw, scope, receive, send, headers)
-                except GatewayError as err:
-                    return await send_error(send, err, headers)
-                except Exception:
-                    log.exception("models route failed")
-                    return await send_error(send, INTERNAL_ERROR, headers)
-            if path.startswith("/v1/"):
-                return await _error(send, GatewayError(404, f"Unknown route {path}.", code="unknown_url"))
-            return await admin(scope, receive, send)
-        if kind == "lifespan":
+            route = hot.get((scope["method"], path)) or exact.get(path)
+            if route is None:
+                route = next((sub for prefix, sub in mounts if path.startswith(prefix)), not_found)
+            return await route(scope, receive, send)
+        if scope["type"] == "lifespan":
             return await _lifespan(gw, receive, send)
         return await admin(scope, receive, send)
 
@@ -69,10 +147,6 @@ def create_app(settings: Settings | None = None):
     app.server_limits = ServerLimits(settings.max_header_bytes, settings.header_timeout_s,  # type: ignore
                                      settings.body_timeout_s)
     return app
-
-
-async def _error(send, err: GatewayError) -> None:
-    await send_error(send, err, [(b"x-request-id", new_request_id().encode())])
 
 
 async def _lifespan(gw: Gateway, receive, send) -> None:

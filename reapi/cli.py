@@ -23,30 +23,35 @@ def _run(coro) -> Any:
     return asyncio.run(coro)
 
 
-async def _with_conn(fn, *args, write: bool = True):
+async def _with_conn(fn, *args, write: bool = True, **kw):
     from reapi.store.db import create_engine
 
     engine = create_engine(_settings().database_url)
     try:
         async with (engine.begin() if write else engine.connect()) as conn:
-            return await fn(conn, *args)
+            return await fn(conn, *args, **kw)
     finally:
         await engine.dispose()
 
 
-def _valid(model: str, **values: Any) -> None:
-    """Check values with the admin API's own body model (reapi.api.admin), so the CLI refuses
-    what the API refuses: a bad one ends the command with a usage error naming the field."""
-    from pydantic import ValidationError
+def _op(fn, *args, hints: dict[str, str] | None = None, write: bool = True, **kw) -> Any:
+    """Run one operation (reapi.operations) in its own transaction. Its refusals end the command
+    cleanly: a bad value (400) as a usage error naming the option (`hints`: field -> option),
+    exit 2; a missing account/key/channel (404) as an error, exit 1; never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from reapi.api import admin
+    from reapi.errors import GatewayError
 
     try:
-        getattr(admin, model)(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ()))
-        raise click.BadParameter(f"{field}: {err.get('msg')}") from None
+        return _run(_with_conn(fn, *args, write=write, **kw))
+    except GatewayError as err:
+        if err.status == 400:
+            hint = (hints or {}).get(err.param or "") or (hints or {}).get((err.param or "").split(".")[0])
+            raise click.BadParameter(err.message, param_hint=hint) from None
+        raise click.ClickException(err.message) from None
+    except SQLAlchemyError as exc:  # never its text: it carries the statement's parameters
+        raise click.ClickException(f"the store refused the operation ({type(exc).__name__}); "
+                                   "is it migrated (`reapi migrate`)?") from None
 
 
 def _echo_json(obj: Any) -> None:
@@ -97,7 +102,10 @@ def mock_upstream(host: str, port: int, api_key: str | None, latency_ms: int, ch
     run(host, port, MockConfig(api_key=api_key, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, words=words))
 
 
-# --- operator commands ----------------------------------------------------------------
+# --- operator commands: each one call of reapi.operations ------------------------------
+
+WALLET = click.Choice(["chat", "tasks"])
+
 
 @main.group()
 def channels() -> None:
@@ -115,29 +123,41 @@ def channels() -> None:
 @click.option("--priority", default=0, type=int)
 @click.option("--weight", default=1, type=int)
 def channels_add(name, type_, base_url, api_key, models, groups, maps, priority, weight) -> None:
-    from reapi.store import queries
+    """Add an upstream channel."""
+    from reapi import operations as ops
 
     if any("=" not in m for m in maps):
-        raise click.BadParameter("--map takes public=upstream")
-    model_map = dict(m.split("=", 1) for m in maps)
-    v = {"name": name, "type": type_, "base_url": base_url, "api_key": api_key, "models": list(models),
-         "groups": list(groups) or ["default"], "model_map": model_map, "priority": priority, "weight": weight,
-         "enabled": True}
-    _valid("ChannelIn", **v)
-    cid = _run(_with_conn(queries.create_channel, v))
+        raise click.BadParameter("--map takes public=upstream", param_hint="--map")
+    cid = _op(ops.create_channel, name=name, type=type_, base_url=base_url, api_key=api_key, models=models,
+              groups=groups or ("default",), model_map=dict(m.split("=", 1) for m in maps), priority=priority,
+              weight=weight, hints={"name": "--name", "base_url": "--base-url", "api_key": "--api-key",
+                                    "models": "--model", "groups": "--group", "model_map": "--map",
+                                    "priority": "--priority", "weight": "--weight"})
     click.echo(f"channel {cid} created")
 
 
 @channels.command("list")
 def channels_list() -> None:
+    """The channels (without their upstream keys)."""
     from reapi.store import queries
 
-    _echo_json(_run(_with_conn(queries.list_channels, write=False)))
+    _echo_json(_op(queries.list_channels, write=False))
 
 
 @main.group()
 def models() -> None:
     """The rate card."""
+
+
+def _long_context(value: str | None) -> dict | None:
+    """THRESHOLD:INPUT_MULT:OUTPUT_MULT -> the price's long_context."""
+    if value is None:
+        return None
+    parts = value.split(":")
+    if len(parts) != 3 or not parts[0].strip().isdigit():
+        raise click.BadParameter(f"takes THRESHOLD:INPUT_MULT:OUTPUT_MULT such as 272000:2:1.5, not {value!r}",
+                                 param_hint="--long-context")
+    return {"threshold_tokens": int(parts[0]), "input_multiplier": parts[1], "output_multiplier": parts[2]}
 
 
 @models.command("set")
@@ -150,18 +170,16 @@ def models() -> None:
 @click.option("--max-output", default=16384, type=int, show_default=True)
 @click.option("--long-context", default=None, help="THRESHOLD:INPUT_MULT:OUTPUT_MULT, e.g. 272000:2:1.5")
 def models_set(model, input_, output, cached_input, cache_write, context_window, max_output, long_context) -> None:
-    from reapi.billing.money import parse_multiplier, parse_rate
-    from reapi.store import queries
+    """Set a model's price."""
+    from reapi import operations as ops
 
-    v = {"input_micro": parse_rate(input_), "output_micro": parse_rate(output),
-         "cached_input_micro": parse_rate(cached_input) if cached_input else None,
-         "cache_write_micro": parse_rate(cache_write) if cache_write else None,
-         "context_window": context_window, "max_output_tokens": max_output,
-         "lc_threshold_tokens": None, "lc_input_milli": None, "lc_output_milli": None}
-    if long_context:
-        t, i, o = long_context.split(":")
-        v.update(lc_threshold_tokens=int(t), lc_input_milli=parse_multiplier(i), lc_output_milli=parse_multiplier(o))
-    _run(_with_conn(queries.put_model, model, v))
+    _op(ops.set_price, model, input_usd_per_mtok=input_, output_usd_per_mtok=output,
+        cached_input_usd_per_mtok=cached_input, cache_write_usd_per_mtok=cache_write,
+        context_window=context_window, max_output_tokens=max_output, long_context=_long_context(long_context),
+        hints={"model": "MODEL", "input_usd_per_mtok": "--input", "output_usd_per_mtok": "--output",
+               "cached_input_usd_per_mtok": "--cached-input", "cache_write_usd_per_mtok": "--cache-write",
+               "context_window": "--context-window", "max_output_tokens": "--max-output",
+               "long_context": "--long-context"})
     click.echo(f"price for {model} set")
 
 
@@ -170,44 +188,48 @@ def accounts() -> None:
     """Customer accounts."""
 
 
+def _balances(acc: dict) -> str:
+    from reapi.billing.money import format_usd
+
+    return ", ".join(f"{w} {format_usd(n)} USD" for w, n in acc["balances"].items())
+
+
 @accounts.command("create")
 @click.argument("name")
 @click.option("--credit", "amount", default=None, help="Initial top-up in USD, e.g. 10.00")
-def accounts_create(name: str, amount: str | None) -> None:
-    from reapi.billing.ledger import Credit
-    from reapi.billing.ledger import run as ledger_run
-    from reapi.billing.money import format_usd, parse_usd
-    from reapi.store import queries
+@click.option("--wallet", type=WALLET, default="chat", show_default=True, help="The wallet --credit goes to.")
+def accounts_create(name: str, amount: str | None, wallet: str) -> None:
+    """Create an account, optionally with a first top-up."""
+    from reapi import operations as ops
 
-    _valid("AccountIn", name=name)
-
-    async def go(conn):
-        acc = await queries.create_account(conn, name)
-        balance = 0
-        if amount:
-            balance = await ledger_run(conn, Credit(acc["id"], parse_usd(amount), "initial credit"))
-        return acc["id"], balance
-
-    aid, balance = _run(_with_conn(go))
-    click.echo(f"account {aid} created, balance {format_usd(balance)} USD")
+    acc = _op(ops.create_account, name, credit_usd=amount, wallet=wallet,
+              hints={"name": "NAME", "amount_usd": "--credit"})
+    click.echo(f"account {acc['id']} created, balance {_balances(acc)}")
 
 
 @accounts.command("credit")
 @click.argument("account_id", type=int)
 @click.argument("amount")
+@click.option("--wallet", type=WALLET, default="chat", show_default=True)
 @click.option("--note", default=None)
-def accounts_credit(account_id: int, amount: str, note: str | None) -> None:
-    from reapi.billing.ledger import Credit
-    from reapi.billing.ledger import run as ledger_run
-    from reapi.billing.money import format_usd, parse_usd
+def accounts_credit(account_id: int, amount: str, wallet: str, note: str | None) -> None:
+    """Top up one wallet of an account by AMOUNT USD."""
+    from reapi import operations as ops
+    from reapi.billing.money import format_usd
 
-    nano = parse_usd(amount)
-    if nano <= 0:
-        raise click.BadParameter("amount must be greater than zero")
-    balance = _run(_with_conn(ledger_run, Credit(account_id, nano, note)))
-    if balance is None:
-        raise click.ClickException(f"no account {account_id}")
-    click.echo(f"balance {format_usd(balance)} USD")
+    c = _op(ops.add_credit, account_id, amount, wallet=wallet, note=note,
+            hints={"amount_usd": "AMOUNT", "note": "--note"})
+    click.echo(f"balance {format_usd(c['balance_nano'])} USD ({wallet})")
+
+
+@accounts.command("show")
+@click.argument("account_id", type=int)
+def accounts_show(account_id: int) -> None:
+    """An account and its balances."""
+    from reapi import operations as ops
+
+    acc = _op(ops.account, account_id, write=False)
+    click.echo(f"account {acc['id']} {acc['name']!r}: {_balances(acc)}")
 
 
 @main.group()
@@ -218,29 +240,32 @@ def keys() -> None:
 @keys.command("create")
 @click.argument("account_id", type=int)
 @click.option("--name", default="default")
+@click.option("--workspace", type=WALLET, default="chat", show_default=True,
+              help="chat: an sk- key for /v1; tasks: an rk_live_ key for the task gateway.")
 @click.option("--group", "groups", multiple=True, help="Restrict to group (repeat).")
 @click.option("--model", "models_", multiple=True, help="Restrict to model (repeat).")
 @click.option("--spend-limit", default=None, help="USD cap for this key.")
-def keys_create(account_id: int, name: str, groups, models_, spend_limit) -> None:
-    from reapi.billing.money import parse_usd
-    from reapi.store import queries
+def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit) -> None:
+    """Create a key (printed once: only its hash is stored)."""
+    from reapi import operations as ops
 
-    _valid("KeyIn", name=name, groups=list(groups) or None, models=list(models_) or None)
-    v = {"name": name, "groups": list(groups) or None, "models": list(models_) or None,
-         "spend_limit_nano": parse_usd(spend_limit) if spend_limit else None}
-    kid, secret = _run(_with_conn(queries.create_key, account_id, v))
-    click.echo(f"key {kid}: {secret}")
+    k = _op(ops.create_key, account_id, name=name, workspace=workspace, groups=groups or None,
+            models=models_ or None, spend_limit_usd=spend_limit,
+            hints={"name": "--name", "groups": "--group", "models": "--model", "spend_limit_usd": "--spend-limit"})
+    click.echo(f"key {k['id']}: {k['key']}")
     click.echo("(shown once: only its hash is stored)", err=True)
 
 
 @keys.command("revoke")
 @click.argument("key_id", type=int)
 def keys_revoke(key_id: int) -> None:
-    from reapi.store import queries
+    """Revoke a key (at once on this instance, within REAPI_CONFIG_POLL_MS on the others)."""
+    from reapi import operations as ops
 
-    if not _run(_with_conn(queries.revoke_key, key_id)):
-        raise click.ClickException(f"no active key {key_id}")
-    click.echo(f"key {key_id} revoked")
+    if _op(ops.revoke_key, key_id):
+        click.echo(f"key {key_id} revoked")
+    else:
+        click.echo(f"key {key_id} was already revoked")
 
 
 @main.group()
@@ -303,43 +328,35 @@ reapi demo is starting on {base} (SQLite file: {settings.database_url})
         mock.terminate()
 
 
+DEMO_PRICES = {  # model: (input, output, cached input, cache write, context window, max output, long context)
+    "gpt-5.5": ("5.00", "30.00", "0.50", None, 1_000_000, 128_000, (272_000, "2", "1.5")),
+    "gpt-5.4": ("2.50", "15.00", "0.25", None, 1_000_000, 128_000, (272_000, "2", "1.5")),
+    "claude-opus-4-8": ("5.00", "25.00", "0.50", "6.25", 200_000, 64_000, None),
+    "claude-sonnet-4-6": ("3.00", "15.00", "0.30", "3.75", 200_000, 64_000, None),
+}
+
+
 async def _seed_demo(mock_url: str) -> str:
-    from reapi.billing.ledger import Credit
-    from reapi.billing.ledger import run as ledger_run
+    """Channels to the demo upstream, its prices, a funded account; returns a new key."""
+    from reapi import operations as ops
     from reapi.store import queries
 
     async def go(conn):
-        if not await queries.list_channels(conn):
-            await queries.create_channel(conn, {
-                "name": "demo-openai", "type": "openai", "base_url": mock_url + "/v1", "api_key": "demo-upstream-key",
-                "models": ["gpt-5.5", "gpt-5.4"], "groups": ["default"], "model_map": {}, "priority": 0,
-                "weight": 1, "enabled": True})
-            await queries.create_channel(conn, {
-                "name": "demo-anthropic", "type": "anthropic", "base_url": mock_url, "api_key": "demo-upstream-key",
-                "models": ["claude-opus-4-8", "claude-sonnet-4-6"], "groups": ["default"], "model_map": {},
-                "priority": 0, "weight": 1, "enabled": True})
-        else:  # the demo upstream gets a new port each run
-            for ch in await queries.list_channels(conn):
-                if ch["name"].startswith("demo-"):
-                    url = mock_url + "/v1" if ch["type"] == "openai" else mock_url
-                    await queries.update_channel(conn, ch["id"], {"base_url": url})
-        demo_prices = {
-            "gpt-5.5": ("5.00", "30.00", "0.50", None, 1_000_000, 128_000, (272_000, 2000, 1500)),
-            "gpt-5.4": ("2.50", "15.00", "0.25", None, 1_000_000, 128_000, (272_000, 2000, 1500)),
-            "claude-opus-4-8": ("5.00", "25.00", "0.50", "6.25", 200_000, 64_000, None),
-            "claude-sonnet-4-6": ("3.00", "15.00", "0.30", "3.75", 200_000, 64_000, None),
-        }
-        from reapi.billing.money import parse_rate
-
-        for name, (i, o, c, w, ctx, mx, lc) in demo_prices.items():
-            await queries.put_model(conn, name, {
-                "input_micro": parse_rate(i), "output_micro": parse_rate(o), "cached_input_micro": parse_rate(c),
-                "cache_write_micro": parse_rate(w) if w else None, "context_window": ctx, "max_output_tokens": mx,
-                "lc_threshold_tokens": lc[0] if lc else None, "lc_input_milli": lc[1] if lc else None,
-                "lc_output_milli": lc[2] if lc else None})
-        acc = await queries.create_account(conn, "demo")
-        await ledger_run(conn, Credit(acc["id"], 10 * 10**9, "demo credit"))
-        _, secret = await queries.create_key(conn, acc["id"], {"name": "demo"})
-        return secret
+        urls = {"openai": mock_url + "/v1", "anthropic": mock_url}
+        demo = [ch for ch in await queries.list_channels(conn) if ch["name"].startswith("demo-")]
+        if not demo:
+            await ops.create_channel(conn, name="demo-openai", type="openai", base_url=urls["openai"],
+                                     api_key="demo-upstream-key", models=["gpt-5.5", "gpt-5.4"])
+            await ops.create_channel(conn, name="demo-anthropic", type="anthropic", base_url=urls["anthropic"],
+                                     api_key="demo-upstream-key", models=["claude-opus-4-8", "claude-sonnet-4-6"])
+        for ch in demo:  # the demo upstream gets a new port each run
+            await ops.update_channel(conn, ch["id"], base_url=urls[ch["type"]])
+        for name, (i, o, c, w, ctx, mx, lc) in DEMO_PRICES.items():
+            await ops.set_price(conn, name, input_usd_per_mtok=i, output_usd_per_mtok=o, cached_input_usd_per_mtok=c,
+                                cache_write_usd_per_mtok=w, context_window=ctx, max_output_tokens=mx,
+                                long_context=lc and {"threshold_tokens": lc[0], "input_multiplier": lc[1],
+                                                     "output_multiplier": lc[2]})
+        acc = await ops.create_account(conn, "demo", credit_usd="10.00", note="demo credit")
+        return (await ops.create_key(conn, acc["id"], name="demo"))["key"]
 
     return await _with_conn(go)

@@ -123,18 +123,36 @@ async def get_account(conn: AsyncConnection, account_id: int) -> dict | None:
     return dict(r) if r else None
 
 
-def new_secret() -> str:
-    return "sk-" + secrets.token_urlsafe(36)
+async def balances(conn: AsyncConnection, account_id: int) -> dict[str, int]:
+    """The account's balance per wallet in nano-USD ({} for no such account)."""
+    wallets = getattr(schema, "wallets", None)
+    if wallets is None:  # before the wallets table (helper G3's migration): the one balance is chat's
+        rows = await conn.execute(select(A.c.balance_nano).where(A.c.id == account_id))
+        return {"chat": n for (n,) in rows}
+    rows = await conn.execute(select(wallets.c.wallet, wallets.c.balance_nano)
+                              .where(wallets.c.account_id == account_id))
+    return {w: n for w, n in rows}
+
+
+KEY_PREFIXES = {"chat": "sk-", "tasks": "rk_live_"}  # a key's workspace shows in its first characters
+
+
+def new_secret(workspace: str = "chat") -> str:
+    return KEY_PREFIXES[workspace] + secrets.token_urlsafe(36)
 
 
 async def create_key(conn: AsyncConnection, account_id: int, v: dict) -> tuple[int, str]:
-    secret = new_secret()
+    """A new key of v["workspace"] (default "chat"); returns (id, secret). Only the hash is stored."""
+    workspace = v.get("workspace", "chat")
+    secret = new_secret(workspace)
+    values: dict[str, Any] = {"workspace": workspace} if workspace != "chat" else {}  # chat: the column default
     kid = (await conn.execute(insert(K).values(
-        account_id=account_id, name=v["name"], key_hash=hash_key(secret), key_prefix=secret[:7],
+        account_id=account_id, name=v["name"], key_hash=hash_key(secret),
+        key_prefix=secret[:len(KEY_PREFIXES[workspace]) + 4],
         groups=None if v.get("groups") is None else _json(v["groups"]),
         models=None if v.get("models") is None else _json(v["models"]),
         spend_limit_nano=v.get("spend_limit_nano"), spent_nano=0, rpm=v.get("rpm"), tpm=v.get("tpm"),
-        created_at=now_ms()).returning(K.c.id))).scalar_one()
+        created_at=now_ms(), **values).returning(K.c.id))).scalar_one()
     await bump_version(conn)
     return kid, secret
 

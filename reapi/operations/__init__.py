@@ -1,0 +1,18 @@
+"""The operations layer: every change an operator makes, one async function each.
+
+The admin API (reapi.admin), the `reapi` CLI, the demo seed and the coming console all call these
+functions; none of them writes the store or parses money on its own. Each takes an open
+AsyncConnection (inside the caller's transaction) and plain typed arguments, and raises
+GatewayError(400, param=...) for a bad value or GatewayError(404) for a missing account, key or
+channel. Decimal-string money becomes integer nano/micro units here (operations.money), and the
+rules for names, URLs and ranges are stated once (operations.inputs).
+
+May import: billing, store, errors, settings, the adapter registry. Never api/, admin/, proxy/ or cli.
+"""
+from reapi.operations.accounts import account, add_credit, create_account, create_key, revoke_key
+from reapi.operations.channels import create_channel, delete_channel, update_channel
+from reapi.operations.groups import set_group
+from reapi.operations.prices import price_row, price_view, set_price
+
+__all__ = ["account", "add_credit", "create_account", "create_key", "revoke_key", "create_channel",
+           "delete_channel", "update_channel", "set_group", "price_row", "price_view", "set_price"]

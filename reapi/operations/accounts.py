@@ -1,0 +1,92 @@
+"""Accounts, their wallets' top-ups, and their API keys.
+
+An account has one balance per wallet: "chat" (spent through /v1) and "tasks" (the task
+gateway's). A key belongs to one workspace and spends that wallet only.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reapi.billing.ledger import Credit
+from reapi.billing.ledger import run as ledger_run
+from reapi.billing.money import MAX_NANO, format_usd
+from reapi.errors import bad_request
+from reapi.operations import money
+from reapi.operations.inputs import WALLETS, AccountIn, CreditIn, KeyIn, checked, not_found
+from reapi.store import queries
+
+
+def _credit(account_id: int, amount: int, note: str | None, wallet: str) -> Credit:
+    # Until helper G3's wallets land, Credit has no `wallet` and the only wallet is chat's.
+    return Credit(account_id, amount, note) if wallet == "chat" else Credit(account_id, amount, note, wallet=wallet)
+
+
+async def account(conn: AsyncConnection, account_id: int) -> dict:
+    """The account with `balances` (nano-USD per wallet). Raises 404."""
+    acc = await queries.get_account(conn, account_id)
+    if acc is None:
+        raise not_found("Account", account_id)
+    have = await queries.balances(conn, account_id)
+    return {"id": acc["id"], "name": acc["name"], "created_at": acc["created_at"],
+            "balances": {w: have.get(w, 0) for w in WALLETS}}
+
+
+async def create_account(conn: AsyncConnection, name: str, *, credit_usd: str | int | None = None,
+                         wallet: str = "chat", note: str = "initial credit") -> dict:
+    """A new account, optionally with a first top-up of `credit_usd` into `wallet`; returns
+    account(). Raises GatewayError(400) for a bad name or amount (nothing is created then)."""
+    checked(AccountIn, name=name)
+    amount = None
+    if credit_usd is not None:
+        amount = money.usd(checked(CreditIn, amount_usd=credit_usd, wallet=wallet).amount_usd, "amount_usd")
+    acc = await queries.create_account(conn, name)
+    if amount is not None:
+        await ledger_run(conn, _credit(acc["id"], amount, note, wallet))
+    return await account(conn, acc["id"])
+
+
+async def add_credit(conn: AsyncConnection, account_id: int, amount_usd: str | int, *, wallet: str = "chat",
+                     note: str | None = None) -> dict:
+    """A top-up (amount > 0) into one wallet; returns {amount_nano, balance_nano} of that wallet.
+    Raises 400 for a bad amount, or one the wallet's balance could not hold, and 404 for no account."""
+    spec = checked(CreditIn, amount_usd=amount_usd, wallet=wallet, note=note)
+    amount = money.usd(spec.amount_usd, "amount_usd")
+    balance = (await account(conn, account_id))["balances"][spec.wallet]
+    if balance + amount > MAX_NANO:  # BIGINT: the balance could not hold it
+        raise bad_request(f"amount_usd would take the balance above the largest the store holds "
+                          f"({format_usd(MAX_NANO)}).", param="amount_usd")
+    new = await ledger_run(conn, _credit(account_id, amount, spec.note, spec.wallet))
+    if new is None:
+        raise not_found("Account", account_id)
+    return {"account_id": account_id, "wallet": spec.wallet, "amount_nano": amount, "balance_nano": new,
+            "note": spec.note}
+
+
+async def create_key(conn: AsyncConnection, account_id: int, *, name: str = "default", workspace: str = "chat",
+                     groups: Sequence[str] | None = None, models: Sequence[str] | None = None,
+                     spend_limit_usd: str | int | None = None, rpm: int | None = None,
+                     tpm: int | None = None) -> dict:
+    """A new key of `workspace` ("chat": sk-..., "tasks": rk_live_...); returns the key's fields
+    with `key`, the secret (shown once: only its hash is stored). Raises 400 or 404."""
+    spec = checked(KeyIn, name=name, workspace=workspace, groups=None if groups is None else list(groups),
+                   models=None if models is None else list(models), spend_limit_usd=spend_limit_usd,
+                   rpm=rpm, tpm=tpm)
+    limit = None if spec.spend_limit_usd is None else money.usd(spec.spend_limit_usd, "spend_limit_usd")
+    if await queries.get_account(conn, account_id) is None:
+        raise not_found("Account", account_id)
+    v: dict[str, Any] = {**spec.model_dump(), "spend_limit_nano": limit}
+    kid, secret = await queries.create_key(conn, account_id, v)
+    return {"id": kid, "key": secret, "account_id": account_id, "name": spec.name, "workspace": spec.workspace,
+            "groups": spec.groups, "models": spec.models, "spend_limit_nano": limit, "rpm": spec.rpm,
+            "tpm": spec.tpm}
+
+
+async def revoke_key(conn: AsyncConnection, key_id: int) -> bool:
+    """Revoke a key; False if it was revoked already. Raises 404 for no such key."""
+    if await queries.revoke_key(conn, key_id):
+        return True
+    if not await queries.key_exists(conn, key_id):
+        raise not_found("Key", key_id)
+    return False

@@ -1,0 +1,68 @@
+"""The rate card: one function turns an operator's decimal strings into the stored row."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reapi.billing.money import format_multiplier, format_rate
+from reapi.operations import money
+from reapi.operations.inputs import ModelIn, NameIn, checked
+from reapi.store import queries
+
+Money = str | int
+
+
+def price_row(*, input_usd_per_mtok: Money, output_usd_per_mtok: Money,
+              cached_input_usd_per_mtok: Money | None = None, cache_write_usd_per_mtok: Money | None = None,
+              context_window: int, max_output_tokens: int,
+              long_context: Mapping[str, Any] | None = None) -> dict:
+    """The stored row of one model's price. `long_context` is
+    {threshold_tokens, input_multiplier, output_multiplier} or None. Raises GatewayError(400)."""
+    p = checked(ModelIn, input_usd_per_mtok=input_usd_per_mtok, output_usd_per_mtok=output_usd_per_mtok,
+                cached_input_usd_per_mtok=cached_input_usd_per_mtok,
+                cache_write_usd_per_mtok=cache_write_usd_per_mtok, context_window=context_window,
+                max_output_tokens=max_output_tokens, long_context=long_context)
+
+    def optional(value: Money | None, param: str) -> int | None:
+        return None if value is None else money.rate(value, param)
+
+    row = {"input_micro": money.rate(p.input_usd_per_mtok, "input_usd_per_mtok"),
+           "output_micro": money.rate(p.output_usd_per_mtok, "output_usd_per_mtok"),
+           "cached_input_micro": optional(p.cached_input_usd_per_mtok, "cached_input_usd_per_mtok"),
+           "cache_write_micro": optional(p.cache_write_usd_per_mtok, "cache_write_usd_per_mtok"),
+           "context_window": p.context_window, "max_output_tokens": p.max_output_tokens,
+           "lc_threshold_tokens": None, "lc_input_milli": None, "lc_output_milli": None}
+    lc = p.long_context
+    if lc is not None:
+        row.update(lc_threshold_tokens=lc.threshold_tokens,
+                   lc_input_milli=money.multiplier(lc.input_multiplier, "long_context.input_multiplier"),
+                   lc_output_milli=money.multiplier(lc.output_multiplier, "long_context.output_multiplier"))
+    return row
+
+
+async def set_price(conn: AsyncConnection, model: str, **price: Any) -> dict:
+    """Create or replace `model`'s price (keyword arguments of price_row); returns the stored row."""
+    checked(NameIn, {"name": "model"}, name=model)
+    row = price_row(**price)
+    await queries.put_model(conn, model, row)
+    return {"name": model, **row}
+
+
+def price_view(r: Mapping[str, Any]) -> dict:
+    """A stored price row as the admin API and /pricing show it: decimal strings."""
+    lc = None
+    if r["lc_threshold_tokens"] is not None:
+        lc = {"threshold_tokens": r["lc_threshold_tokens"],
+              "input_multiplier": format_multiplier(r["lc_input_milli"]),
+              "output_multiplier": format_multiplier(r["lc_output_milli"])}
+
+    def opt(v: int | None) -> str | None:
+        return None if v is None else format_rate(v)
+
+    return {"model": r["name"], "input_usd_per_mtok": format_rate(r["input_micro"]),
+            "output_usd_per_mtok": format_rate(r["output_micro"]),
+            "cached_input_usd_per_mtok": opt(r["cached_input_micro"]),
+            "cache_write_usd_per_mtok": opt(r["cache_write_micro"]),
+            "context_window": r["context_window"], "max_output_tokens": r["max_output_tokens"],
+            "long_context": lc}
