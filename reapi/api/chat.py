@@ -30,6 +30,7 @@ from reapi.errors import CHARGED_ERROR, INTERNAL_ERROR, UNRECORDED_ERROR, Gatewa
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.limits import Decision, Rule
 from reapi.relay.base import StreamConverter, Usage
+from reapi.relay.scrub import redact_output
 from reapi.relay.select import pick
 from reapi.store.cache import hash_key
 
@@ -521,7 +522,7 @@ async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send) -> 
     metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                             cost_nano=charged)
-    await send_bytes(send, 200, body, call.headers)
+    await send_bytes(send, 200, redact_output(body, call.channel), call.headers)
 
 
 async def send_last(send: Send, body: bytes, wait_s: float = 5.0) -> None:
@@ -569,7 +570,8 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, wat
                 continue
             if events:
                 now = time.perf_counter()
-                await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+                await send({"type": "http.response.body", "body": redact_output(b"".join(events), call.channel),
+                            "more_body": True})
                 if ttft is None:
                     ttft = now - call.started  # set once sent: a send cut short delivered nothing
             if conv.finished:
@@ -601,7 +603,7 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, wat
     metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
                             ttft_s=ttft, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=charged)
-    await send({"type": "http.response.body", "body": DONE if end is None else end()})
+    await send({"type": "http.response.body", "body": DONE if end is None else redact_output(end(), call.channel)})
 
 
 async def stream_stopped(call: Call, send: Send, watch: Watch, conv: StreamConverter, ttft: float | None,

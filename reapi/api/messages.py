@@ -65,6 +65,8 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "
                403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                503: "overloaded_error", 504: "timeout_error"}
 _PARSED_EVENTS = frozenset({b"message_start", b"message_delta", b"message_stop", b"error", b""})
+_EVENT_NAMES = frozenset({"message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                          "message_delta", "message_stop", "ping", "error"})
 
 
 def error_json(err: GatewayError, request_id: str) -> bytes:
@@ -301,7 +303,17 @@ class EventRelay:
         try:
             ev = orjson.loads(line[5:])
             kind = ev.get("type") if isinstance(ev, dict) else None
-            self.event = self.event or (kind or "").encode()
+            if not self.event:
+                # A data line with no `event:` line: name it, or the SDKs ignore it (an unnamed SSE
+                # event is a "message"). Only Anthropic's own event names pass.
+                if kind not in _EVENT_NAMES:
+                    raise _bad_response()
+                self.event = kind.encode()
+                self.pending.append(b"event: " + self.event + b"\n")
+            elif kind != self.event.decode("latin-1"):
+                kind = "error" if self.event == b"error" else None
+                if kind is None:
+                    raise _bad_response()
             if kind == "message_start":
                 msg = ev.get("message")
                 msg = msg if isinstance(msg, dict) else {}
@@ -320,7 +332,8 @@ class EventRelay:
             elif kind == "content_block_delta":
                 self.deltas.append(line[5:])
             elif kind == "error":
-                err = ev.get("error")  # mapped like an HTTP error: scrubbed, the channel's auth -> 502
+                # Mapped like an HTTP error: scrubbed, the channel's auth -> 502.
+                err = ev.get("error") if isinstance(ev, dict) else None
                 err = err if isinstance(err, dict) else {"message": err}
                 raise error_from_anthropic(500, err.get("type"), err.get("message"), self.channel)
         except ValueError:

@@ -77,3 +77,22 @@ def safe_code(value: object, channel: Channel | None = None, default: str | None
 def safe_param(value: object, channel: Channel | None = None) -> str | None:
     """An upstream's error `param`: a scrubbed string of at most 200 characters, else None."""
     return scrub(value, channel, 200) if isinstance(value, str) and value else None
+
+
+@functools.lru_cache(maxsize=256)
+def _output_secrets(api_key: str, base_url: str) -> tuple[bytes, ...]:
+    forms = {api_key, api_key.lower(), api_key.upper()} if len(api_key) >= 8 else set()
+    netloc = urllib.parse.urlsplit(base_url).netloc
+    if netloc:
+        forms |= {netloc, netloc.lower()}
+    return tuple(sorted((f.encode() for f in forms if f), key=len, reverse=True))
+
+
+def redact_output(data: bytes, channel: Channel) -> bytes:
+    """What the model produced, relayed as bytes, without the channel's key (as is, lower- or upper-case)
+    nor its host[:port]. A few substring scans per chunk, no parsing: this runs on every relayed chunk.
+    A secret split across two upstream chunks is not caught (README "Security")."""
+    for secret in _output_secrets(channel.api_key or "", channel.base_url or ""):
+        if secret in data:
+            data = data.replace(secret, b"[redacted]")
+    return data

@@ -305,3 +305,77 @@ async def test_spaced_usage_and_model_in_a_stream(gateway):
         assert (rec["prompt_tokens"], rec["completion_tokens"]) == (1234, 56)
     finally:
         await up.close()
+
+
+@pytest.mark.parametrize("kind,route,stream", [("openai", "chat", False), ("openai", "chat", True),
+                                               ("anthropic", "chat", True), ("anthropic", "messages", False),
+                                               ("anthropic", "messages", True)])
+async def test_model_output_never_carries_the_key_or_host(gateway, kind, route, stream):
+    """An upstream that makes the model 'say' the channel key (any case) and its host: both are taken out of
+    every relayed byte, model output included; the rest of the text is untouched."""
+    said = None
+
+    async def handle(request):
+        host = said.split(" ")[1]
+        text = f"{said} and {HOSTILE_KEY.upper()} at http://{host}/v1 ok"
+        if kind == "openai":
+            if stream:
+                return await sse_answer(request, [openai_chunk({"content": text}), b"data: [DONE]\n\n"])
+            return json_answer(chat_completion(text, {"prompt_tokens": 3, "completion_tokens": 4}))
+        if not stream:
+            return json_answer({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+                                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                                "usage": {"input_tokens": 3, "output_tokens": 4}})
+        return await sse_answer(request, anthropic_events(
+            MESSAGE_START, BLOCK_START,
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": text}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": 4}}),
+            ("message_stop", {"type": "message_stop"})))
+    up = await start_hostile(handle)
+    try:
+        said = f"{HOSTILE_KEY} {up.url.split('://', 1)[1]}"
+        s = await setup(gateway, up, kind)
+        status, raw = await call(gateway, s["key"], kind, route, stream)
+        assert status == 200, raw
+        low = raw.lower()
+        assert HOSTILE_KEY.lower().encode() not in low and up.url.split("://", 1)[1].encode() not in raw, raw
+        assert b"[redacted]" in raw and b" ok" in raw
+    finally:
+        await up.close()
+
+
+async def test_claude_events_without_names_get_them(gateway):
+    """An upstream stream of bare `data:` lines (no `event:`): the client gets each event named by its type,
+    as the anthropic SDK needs; an `event: error` whose data is not a proper error still ends as an error."""
+    async def handle(request):
+        frames = [b"data: " + json.dumps(d).encode() + b"\n\n" for _, d in
+                  (MESSAGE_START, BLOCK_START, TEXT_DELTA,
+                   ("", {"type": "content_block_stop", "index": 0}),
+                   ("", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+                   ("", {"type": "message_stop"}))]
+        return await sse_answer(request, frames)
+    up = await start_hostile(handle)
+    try:
+        s = await setup(gateway, up, "anthropic")
+        status, raw = await call(gateway, s["key"], "anthropic", "messages", True)
+        assert status == 200, raw
+        events = [e for e in raw.split(b"\n\n") if e.strip()]
+        assert [e.split(b"\n", 1)[0] for e in events] == [
+            b"event: message_start", b"event: content_block_start", b"event: content_block_delta",
+            b"event: content_block_stop", b"event: message_delta", b"event: message_stop"], raw
+
+        async def bad_error(request):
+            return await sse_answer(request, [b"event: message_start\ndata: " + json.dumps(MESSAGE_START[1]).encode()
+                                              + b"\n\n", b'event: error\ndata: {"error": {}}\n\n'])
+        up.handler = bad_error
+        status, raw = await call(gateway, s["key"], "anthropic", "messages", True)
+        last = [e for e in raw.split(b"\n\n") if e.strip()][-1]
+        assert last.startswith(b"event: error\n"), raw
+        err = orjson.loads(last.split(b"data: ", 1)[1])
+        assert err["type"] == "error" and isinstance(err["error"]["message"], str) and err["error"]["type"]
+        assert await gateway.verify() == []
+    finally:
+        await up.close()
