@@ -294,6 +294,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Until something accepts connections on 127.0.0.1:port (the process we started)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise click.ClickException("the demo upstream did not start") from None
+            time.sleep(0.05)
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 def demo(port: int) -> None:
@@ -308,6 +321,7 @@ def demo(port: int) -> None:
     mock = subprocess.Popen([sys.executable, "-m", "reapi", "mock-upstream", "--port", str(mock_port),
                              "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"])
     try:
+        _wait_for_port(mock_port, mock)  # else the first calls find no upstream (502)
         secret = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
         base = f"http://127.0.0.1:{port}"
         click.echo(f"""
