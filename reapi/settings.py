@@ -27,21 +27,46 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
-# field -> (environment variable, least allowed, greatest allowed)
-LIMITS: dict[str, tuple[str, int, int]] = {
-    "max_body_bytes": ("REAPI_MAX_BODY_BYTES", 1024, 2**30),
-    "max_header_bytes": ("REAPI_MAX_HEADER_BYTES", 1024, 16 * 1024 * 1024),
-    "header_timeout_s": ("REAPI_HEADER_TIMEOUT_S", 1, 3600),
-    "body_timeout_s": ("REAPI_BODY_TIMEOUT_S", 1, 3600),
-    "upstream_connect_timeout": ("REAPI_UPSTREAM_CONNECT_TIMEOUT", 1, 600),
-    "upstream_read_timeout": ("REAPI_UPSTREAM_READ_TIMEOUT", 1, 86400),
-    "max_request_seconds": ("REAPI_MAX_REQUEST_SECONDS", 1, 7 * 86400),
-    "lease_seconds": ("REAPI_LEASE_SECONDS", 2, 3600),
-    "config_poll_ms": ("REAPI_CONFIG_POLL_MS", 10, 600_000),
-    "min_output_tokens": ("REAPI_MIN_OUTPUT_TOKENS", 1, 1_000_000),
-    "channel_failures": ("REAPI_CHANNEL_FAILURES", 1, 1000),
-    "channel_cooldown_s": ("REAPI_CHANNEL_COOLDOWN_S", 1, 3600),
-}
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One REAPI_* variable: the Settings field it fills, its default, and for integers its range.
+    README's configuration table documents exactly these (tests/test_docs.py checks it)."""
+    field: str
+    env: str
+    default: object
+    help: str
+    lo: int | None = None  # integers: least allowed
+    hi: int | None = None  # integers: greatest allowed
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "REAPI_DATABASE_URL", "sqlite:///reapi.db",
+            "the store: a SQLite file, or postgresql://user@host:5432/db"),
+    Setting("redis_url", "REAPI_REDIS_URL", None, "Redis for shared rate limits and channel health"),
+    Setting("admin_key", "REAPI_ADMIN_KEY", None, "bearer token for /admin; unset disables the admin API"),
+    Setting("max_body_bytes", "REAPI_MAX_BODY_BYTES", 32 * 1024 * 1024,
+            "largest request body (413 beyond); 32 MiB admits a 1M-token context", 1024, 2**30),
+    Setting("max_header_bytes", "REAPI_MAX_HEADER_BYTES", 64 * 1024,
+            "request line plus headers (431 beyond)", 1024, 16 * 1024 * 1024),
+    Setting("header_timeout_s", "REAPI_HEADER_TIMEOUT_S", 10, "seconds to complete a request's headers", 1, 3600),
+    Setting("body_timeout_s", "REAPI_BODY_TIMEOUT_S", 60, "seconds a request body may idle", 1, 3600),
+    Setting("upstream_connect_timeout", "REAPI_UPSTREAM_CONNECT_TIMEOUT", 10, "seconds to connect upstream", 1, 600),
+    Setting("upstream_read_timeout", "REAPI_UPSTREAM_READ_TIMEOUT", 600,
+            "seconds to wait for the next upstream byte", 1, 86400),
+    Setting("max_request_seconds", "REAPI_MAX_REQUEST_SECONDS", 3600,
+            "the longest a call may run, stream included", 1, 7 * 86400),
+    Setting("lease_seconds", "REAPI_LEASE_SECONDS", 15,
+            "each serving process's lease; a dead process's holds are released after it", 2, 3600),
+    Setting("config_poll_ms", "REAPI_CONFIG_POLL_MS", 1000, "how often admin changes are polled", 10, 600_000),
+    Setting("min_output_tokens", "REAPI_MIN_OUTPUT_TOKENS", 16,
+            "the least output a call must be able to pay for", 1, 1_000_000),
+    Setting("channel_failures", "REAPI_CHANNEL_FAILURES", 3, "failures that start a channel's cool-down", 1, 1000),
+    Setting("channel_cooldown_s", "REAPI_CHANNEL_COOLDOWN_S", 30, "first cool-down in seconds", 1, 3600),
+    Setting("log_level", "REAPI_LOG_LEVEL", "info", "log level: " + ", ".join(LOG_LEVELS)),
+)
+
+# integer field -> (environment variable, least allowed, greatest allowed)
+LIMITS: dict[str, tuple[str, int, int]] = {x.field: (x.env, x.lo, x.hi) for x in SETTINGS if x.lo is not None}
 
 
 @dataclass(frozen=True)
@@ -85,15 +110,14 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        d = cls()
-        ints = {f: _int(env, var, getattr(d, f)) for f, (var, _lo, _hi) in LIMITS.items()}
-        return cls(
-            database_url=env.get("REAPI_DATABASE_URL") or d.database_url,
-            redis_url=env.get("REAPI_REDIS_URL") or None,
-            admin_key=env.get("REAPI_ADMIN_KEY") or None,
-            log_level=(env.get("REAPI_LOG_LEVEL") or d.log_level).lower(),
-            **ints,
-        )
+        values: dict[str, object] = {}
+        for x in SETTINGS:
+            if x.lo is not None:
+                values[x.field] = _int(env, x.env, x.default)  # type: ignore[arg-type]
+            else:
+                values[x.field] = env.get(x.env) or x.default
+        values["log_level"] = str(values["log_level"]).lower()
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def validate(s: Settings) -> None:
