@@ -61,9 +61,8 @@ async def _store(_req: Request, exc: SQLAlchemyError) -> Response:
     return _json(INTERNAL, 500)
 
 
-async def _crash(_req: Request, exc: Exception) -> Response:
-    log.error("admin request failed: %s", type(exc).__name__)
-    return _json(INTERNAL, 500)
+async def _crash(_req: Request, _exc: Exception) -> Response:
+    return _json(INTERNAL, 500)  # Starlette re-raises it after this answer: uvicorn logs it once
 
 
 def admin_auth(request: Request) -> None:
