@@ -12,17 +12,13 @@ from sqlalchemy import text
 from reapi.billing.ledger import DB_NOW, now_ms
 from reapi.billing.writer import BillingWriter
 from reapi.limits import Limiter, make_limiter
-from reapi.relay.anthropic import ADAPTER as ANTHROPIC
-from reapi.relay.base import Adapter
 from reapi.relay.health import ChannelHealth
-from reapi.relay.openai import ADAPTER as OPENAI
+from reapi.relay.registry import ADAPTERS  # noqa: F401 (re-exported: the registry lives in reapi.relay.registry)
 from reapi.settings import Settings
 from reapi.store.cache import CatalogCache
 from reapi.store.db import create_engine
 
 log = logging.getLogger("reapi")
-
-ADAPTERS: dict[str, Adapter] = {"openai": OPENAI, "anthropic": ANTHROPIC}
 
 # A hold older than REAPI_MAX_REQUEST_SECONDS plus this is released whatever its instance: calls
 # are bounded to REAPI_MAX_REQUEST_SECONDS, so only a hold whose close was lost gets that old.

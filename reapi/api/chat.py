@@ -150,13 +150,13 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     call.price, tiers = resolve_model(gw, key, group, model)
     call.channel = channel = pick(tiers, gw.health.available)
     call.adapter = ADAPTERS[channel.type]
-    call.prompt_tokens = await tokens.count_prompt_async(body, "claude" if channel.type == "anthropic" else "openai")
+    call.prompt_tokens = await tokens.count_prompt_async(body, call.adapter.tokenizer_family)
 
     price = call.price
     requested = client_cap(body)
     call.cap = min(requested, price.max_output_tokens) if requested else price.max_output_tokens
     call.n = body.get("n") or 1
-    if requested or getattr(call.adapter, "requires_max_tokens", False):
+    if requested or call.adapter.requires_max_tokens:
         call.send_cap = call.cap  # the cap the hold is computed on is the one cap sent upstream
     await reserve(call, call.cap)
 
@@ -300,8 +300,7 @@ def usage_so_far(call: Call, conv: StreamConverter) -> Usage:
     did (our estimate, with its Claude margin), plus the tokens produced so far."""
     if conv.usage is not None:
         return conv.usage
-    early = getattr(conv, "input_usage", None)
-    usage = early() if early is not None else None
+    usage = conv.input_usage()
     if usage is None:
         return counted_usage(call, conv.produced_text())
     usage.completion_tokens = tokens.count_completion(conv.produced_text())

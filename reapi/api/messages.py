@@ -54,7 +54,7 @@ from reapi.catalog import ApiKey, Channel
 from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
 from reapi.gateway import ADAPTERS, Gateway
 from reapi.relay.anthropic import ANTHROPIC_VERSION, error_from_anthropic, upstream_url, usage_from_anthropic
-from reapi.relay.base import Usage
+from reapi.relay.base import StreamConverter, Usage
 from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
 from reapi.relay.select import pick
 from reapi.store.cache import hash_key
@@ -246,7 +246,7 @@ def error_event(err: GatewayError, request_id: str) -> bytes:
     return b"event: error\ndata: " + error_json(err, request_id) + b"\n\n"
 
 
-class EventRelay:
+class EventRelay(StreamConverter):
     """Anthropic's event stream passed through for chat.relay_stream(raw_lines=True), fed every upstream line.
 
     An event goes on once its blank line arrives, byte for byte except `model` in message_start;

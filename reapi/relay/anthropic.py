@@ -135,7 +135,7 @@ import orjson
 
 from reapi.catalog import Channel
 from reapi.errors import GatewayError, bad_request
-from reapi.relay.base import UpstreamRequest, Usage
+from reapi.relay.base import Adapter, StreamConverter, UpstreamRequest, Usage
 from reapi.relay.openai import redirect_error
 from reapi.relay.scrub import scrub
 from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
@@ -591,7 +591,7 @@ def error_from_anthropic(status: int, err_type: str | None, message: Any, channe
 
 # ---------------------------------------------------------------- stream
 
-class AnthropicStreamConverter:
+class AnthropicStreamConverter(StreamConverter):
     """Anthropic Messages SSE events -> OpenAI chat.completion.chunk events."""
 
     def __init__(self, public_model: str, upstream_model: str, include_usage: bool,
@@ -727,8 +727,9 @@ class AnthropicStreamConverter:
 
 # ---------------------------------------------------------------- adapter
 
-class AnthropicAdapter:
+class AnthropicAdapter(Adapter):
     requires_max_tokens = True  # Anthropic requires max_tokens: always send the cap billing decided
+    tokenizer_family = "claude"  # o200k + a margin (reapi.billing.tokens)
 
     def build_request(
         self, channel: Channel, body: dict, upstream_model: str, *, stream: bool, max_tokens: int | None

@@ -3,8 +3,12 @@
 The chat route speaks OpenAI's format to clients. An adapter turns the parsed
 OpenAI request into the bytes its upstream expects and turns the upstream's
 answer back into OpenAI's format, reporting token usage on the way so billing
-can settle. Adapters do no I/O: the relay in `reapi.relay.forward` owns the
+can settle. Adapters do no I/O: the call pipeline (reapi.proxy) owns the
 sockets, so one adapter is a set of pure, testable transformations.
+
+Implementations subclass these protocols explicitly, so the members with a
+default (Adapter.requires_max_tokens, Adapter.tokenizer_family,
+StreamConverter.input_usage) are declared here once and read directly.
 """
 from __future__ import annotations
 
@@ -38,15 +42,9 @@ class UpstreamRequest:
 
 
 class StreamConverter(Protocol):
-    """Turns one upstream stream into OpenAI SSE events, one upstream event at a time.
+    """Turns one upstream stream into the client's SSE events, one upstream event at a time."""
 
-    A converter whose upstream reports the prompt's tokens before the end of the
-    stream (Anthropic's message_start) also offers `input_usage() -> Usage | None`:
-    that prompt side, completion_tokens 0, or None while unknown. When the client
-    leaves before `usage` is set, the relay charges that prompt count instead of
-    its own estimate (reapi.api.chat.usage_so_far); a converter without the
-    method is charged on the estimate.
-    """
+    __slots__ = ()
 
     usage: Usage | None  # set once the upstream reported usage
     finished: bool  # True once the upstream signalled a normal end of stream
@@ -68,8 +66,22 @@ class StreamConverter(Protocol):
         e.g. on client disconnect."""
         ...
 
+    def input_usage(self) -> Usage | None:
+        """The prompt side of the usage as the upstream reported it before the end of the stream
+        (Anthropic's message_start), completion_tokens 0; None while unknown (the default). When the
+        client leaves before `usage` is set, the relay charges this prompt count instead of its own
+        estimate (reapi.proxy.settle.usage_so_far)."""
+        return None
+
 
 class Adapter(Protocol):
+    """One upstream type (see reapi.relay.registry)."""
+
+    __slots__ = ()
+
+    requires_max_tokens: bool = False  # the upstream requires an output cap: always send billing's cap
+    tokenizer_family: str = "openai"  # reapi.billing.tokens family the prompt is counted with
+
     def build_request(
         self, channel: Channel, body: dict, upstream_model: str, *, stream: bool, max_tokens: int | None
     ) -> UpstreamRequest:

@@ -11,7 +11,7 @@ import orjson
 
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
-from reapi.relay.base import UpstreamRequest, Usage
+from reapi.relay.base import Adapter, StreamConverter, UpstreamRequest, Usage
 from reapi.relay.scrub import safe_code, safe_param, scrub
 from reapi.relay.usage import openai_usage
 
@@ -58,7 +58,7 @@ def stream_error(err: object, channel: Channel | None) -> GatewayError:
     return GatewayError(502, scrub(message, channel), type="upstream_error", code="upstream_stream_error")
 
 
-class OpenAIStream:
+class OpenAIStream(StreamConverter):
     def __init__(self, public_model: str, include_usage: bool, channel: Channel | None = None) -> None:
         self.public = public_model.encode()
         self.channel = channel
@@ -125,7 +125,7 @@ def _loads(data: bytes):
         return None
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(Adapter):
     def build_request(self, channel: Channel, body: dict, upstream_model: str, *, stream: bool,
                       max_tokens: int | None) -> UpstreamRequest:
         out = dict(body)

@@ -14,6 +14,7 @@ import aiohttp
 
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
+from reapi.relay.registry import adapter_for
 from reapi.relay.scrub import safe_code, scrub
 
 log = logging.getLogger("reapi.health")
@@ -25,9 +26,7 @@ def _failed(model: str | None, status: int | None, message: str, code: str, chan
 
 
 async def probe_channel(gw, channel: Channel) -> dict:
-    from reapi.gateway import ADAPTERS
-
-    adapter = ADAPTERS[channel.type]
+    adapter = adapter_for(channel.type)
     if not channel.models:
         return _failed(None, None, "The channel serves no model to probe.", "invalid_channel", channel)
     model = channel.models[0]
