@@ -67,3 +67,4 @@ class ApiKey:
     spend_limit_nano: int | None = None
     rpm: int | None = None
     tpm: int | None = None
+    workspace: str = "chat"  # the wallet it spends: "chat" (/v1) or "tasks" (the task gateway)

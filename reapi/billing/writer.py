@@ -14,6 +14,10 @@ settlement_failed: nothing charged), and a Release that fails is retried with ba
 Only if that fails too does the caller get MoneyNotClosed; the release is then retried
 at every sweep (`sweep`) until it is written.
 
+The generic operations (TaskHold, Capture, ReleaseHold: the task gateway's) go through the same
+batches; a Capture or ReleaseHold that fails alone fails to its caller (its hold stays open, in
+the holds table, for the caller to close again). The sweeper releases chat holds only.
+
 A batch is applied by ledger.py on the driver itself: sqlite3 (see SQLiteBatches) or
 asyncpg (see PostgresBatches), without SQLAlchemy in between.
 """
@@ -24,6 +28,7 @@ import logging
 import os
 import sqlite3
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -191,6 +196,13 @@ class PostgresBatches:
             await self._idle.pop().close()
 
 
+def _shard(op: Op) -> int:
+    """The account of an operation; a Capture or ReleaseHold names only its ref, which stands in
+    (any queue is correct: the batch's row locks keep the books exact)."""
+    account_id = getattr(op, "account_id", None)
+    return account_id if account_id is not None else zlib.crc32(op.ref.encode())
+
+
 class BillingWriter:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, writers: int | None = None,
                  instance_id: str | None = None) -> None:
@@ -258,7 +270,8 @@ class BillingWriter:
         owner undo it, e.g. release a hold nobody will settle.
         """
         fut = asyncio.get_running_loop().create_future()
-        self._queues[op.account_id % self.writers].put_nowait((op.account_id, op, fut, on_orphan))
+        shard = _shard(op)
+        self._queues[shard % self.writers].put_nowait((shard, op, fut, on_orphan))
         return await fut
 
     async def _run(self, queue: asyncio.Queue) -> None:

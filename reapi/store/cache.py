@@ -36,7 +36,10 @@ def _tuple_or_none(raw: str | None) -> tuple[str, ...] | None:
 @dataclass
 class Snapshot:
     version: int = -1
-    keys: dict[str, ApiKey] = field(default_factory=dict)  # by sha256 hex of the secret
+    # By sha256 hex of the secret. Only chat keys: /v1 looks keys up here, so a tasks key is
+    # unknown to it (401 invalid_api_key) without a check on the hot path.
+    keys: dict[str, ApiKey] = field(default_factory=dict)
+    task_keys: dict[str, ApiKey] = field(default_factory=dict)  # the task gateway's keys, likewise
     prices: dict[str, Price] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     # (group, model) -> priority tiers, highest first; each tier a list of enabled channels.
@@ -53,10 +56,15 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
     snap = Snapshot()
     snap.version = (await conn.execute(
         select(schema.meta.c.value).where(schema.meta.c.key == "config_version"))).scalar_one()
+    by_workspace = {"chat": snap.keys, "tasks": snap.task_keys}
     for r in (await conn.execute(select(schema.api_keys).where(schema.api_keys.c.revoked_at.is_(None)))).mappings():
-        snap.keys[r["key_hash"]] = ApiKey(
+        keys = by_workspace.get(r["workspace"])
+        if keys is None:  # a workspace this release does not serve: its keys open nothing
+            continue
+        keys[r["key_hash"]] = ApiKey(
             id=r["id"], account_id=r["account_id"], name=r["name"], groups=_tuple_or_none(r["groups"]),
-            models=_tuple_or_none(r["models"]), spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"])
+            models=_tuple_or_none(r["models"]), spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"],
+            workspace=r["workspace"])
     for r in (await conn.execute(select(schema.models))).mappings():
         lc = None
         if r["lc_threshold_tokens"] is not None:

@@ -113,9 +113,11 @@ async def list_groups(conn: AsyncConnection) -> list[dict]:
 # --- accounts and keys ------------------------------------------------------------------
 
 async def create_account(conn: AsyncConnection, name: str) -> dict:
-    r = (await conn.execute(insert(A).values(name=name, balance_nano=0, created_at=now_ms())
-                            .returning(A))).mappings().one()
-    return dict(r)
+    """A new account with each of its wallets (schema.WALLETS) at 0."""
+    r = dict((await conn.execute(insert(A).values(name=name, created_at=now_ms()).returning(A))).mappings().one())
+    await conn.execute(insert(schema.wallets), [{"account_id": r["id"], "wallet": w, "balance_nano": 0}
+                                                 for w in schema.WALLETS])
+    return r
 
 
 async def get_account(conn: AsyncConnection, account_id: int) -> dict | None:
@@ -124,13 +126,10 @@ async def get_account(conn: AsyncConnection, account_id: int) -> dict | None:
 
 
 async def balances(conn: AsyncConnection, account_id: int) -> dict[str, int]:
-    """The account's balance per wallet in nano-USD ({} for no such account)."""
-    wallets = getattr(schema, "wallets", None)
-    if wallets is None:  # before the wallets table (helper G3's migration): the one balance is chat's
-        rows = await conn.execute(select(A.c.balance_nano).where(A.c.id == account_id))
-        return {"chat": n for (n,) in rows}
-    rows = await conn.execute(select(wallets.c.wallet, wallets.c.balance_nano)
-                              .where(wallets.c.account_id == account_id))
+    """The account's balance per wallet in nano-USD, e.g. {"chat": 5, "tasks": 0} ({} for no such account)."""
+    W = schema.wallets
+    rows = await conn.execute(select(W.c.wallet, W.c.balance_nano).where(W.c.account_id == account_id)
+                              .order_by(W.c.wallet))
     return {w: n for w, n in rows}
 
 

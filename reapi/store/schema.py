@@ -11,9 +11,18 @@ accounts = Table(
     "accounts", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False),
-    # Available balance: credits minus settled charges minus outstanding holds. Never < 0.
-    Column("balance_nano", BigInteger, nullable=False, default=0),
     Column("created_at", BigInteger, nullable=False),
+)
+
+WALLETS = ("chat", "tasks")  # every account has one of each (migration 0004, queries.create_account)
+
+# An account's balances, one per workspace: "chat" (spent through /v1) and "tasks" (the task
+# gateway's). Available balance: credits minus settled charges minus open holds. Never < 0.
+wallets = Table(
+    "wallets", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("wallet", String(16), primary_key=True),
+    Column("balance_nano", BigInteger, nullable=False),
 )
 
 api_keys = Table(
@@ -31,6 +40,8 @@ api_keys = Table(
     Column("tpm", Integer, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # The wallet the key spends: "chat" keys serve /v1, "tasks" keys only the task gateway.
+    Column("workspace", String(16), nullable=False, server_default="chat"),
 )
 
 channels = Table(
@@ -118,16 +129,33 @@ instances = Table(
     Column("expires_at", BigInteger, nullable=False),
 )
 
-# Append-only: every change of an account's balance is one row here.
+# A hold of the generic operations (TaskHold, Capture, ReleaseHold): one row per ref, closed
+# exactly once. Chat holds keep their usage row as the hold record instead.
+holds = Table(
+    "holds", metadata,
+    Column("ref", String(64), primary_key=True),  # e.g. "task_..."
+    Column("account_id", Integer, nullable=False),
+    Column("wallet", String(16), nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),  # held
+    Column("captured_nano", BigInteger, nullable=False, default=0),  # charged when captured
+    Column("status", String(16), nullable=False),  # pending | captured | released
+    Column("created_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+)
+
+# Append-only: every change of a wallet's balance is one row here.
 ledger = Table(
     "ledger", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, nullable=False),
     Column("kind", String(16), nullable=False),  # credit | hold | release | charge | adjustment
     Column("amount_nano", BigInteger, nullable=False),  # signed
+    # What the entry is for (the ref): a chat call's request id, a generic hold's ref ("task_..."),
+    # or a top-up's code/session id; NULL for a plain credit. The name predates wallets.
     Column("request_id", String(64), nullable=True),
     Column("note", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("wallet", String(16), nullable=False, server_default="chat"),
     Index("ix_ledger_account", "account_id", "id"),
 )
 

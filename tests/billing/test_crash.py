@@ -161,7 +161,7 @@ def test_ledger_verify_fails_on_tampering(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "reapi", "ledger", "verify"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0
     con = sqlite3.connect(f"{tmp_path}/t.db")
-    con.execute("UPDATE accounts SET balance_nano = balance_nano + 1")
+    con.execute("UPDATE wallets SET balance_nano = balance_nano + 1 WHERE wallet = 'chat'")
     con.commit()
     bad = subprocess.run([sys.executable, "-m", "reapi", "ledger", "verify"], env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and "!= ledger sum" in bad.stdout

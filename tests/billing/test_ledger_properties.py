@@ -73,7 +73,7 @@ async def run(url, ops, start):
         await asyncio.gather(*(call(a, o, p) if kind == "call" else add(a) for kind, a, o, p in ops))
         async with engine.connect() as conn:
             assert await verify(conn) == []
-            balance = (await queries.get_account(conn, acc))["balance_nano"]
+            balance = (await queries.balances(conn, acc))["chat"]
         assert balance >= 0
         assert balance == credits - charged_total
     finally:

@@ -62,7 +62,7 @@ class Books:
 
     async def balance(self) -> int:
         async with self.engine.connect() as conn:
-            return (await queries.get_account(conn, self.account))["balance_nano"]
+            return (await queries.balances(conn, self.account))["chat"]
 
     async def verify(self) -> list[str]:
         async with self.engine.connect() as conn:

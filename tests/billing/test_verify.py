@@ -37,7 +37,7 @@ async def test_tampered_rows_are_reported(books):
         "UPDATE usage SET cost_nano = -5 WHERE request_id = '%s'" % negative_cost,
         "INSERT INTO ledger (account_id, kind, amount_nano, request_id, created_at) "
         f"VALUES ({books.account}, 'charge', 5, '{negative_cost}', 0)",
-        f"UPDATE accounts SET balance_nano = balance_nano + 5 WHERE id = {books.account}",
+        f"UPDATE wallets SET balance_nano = balance_nano + 5 WHERE account_id = {books.account} AND wallet = 'chat'",
         f"UPDATE usage SET prompt_tokens = -1, completion_tokens = -2 WHERE request_id = '{negative_tokens}'",
         # hold and release of different sizes, still summing to the charge
         L.format(-5_001, "hold", unpaired), L.format(5_001, "release", unpaired),
