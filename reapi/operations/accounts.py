@@ -18,11 +18,6 @@ from reapi.operations.inputs import WALLETS, AccountIn, CreditIn, KeyIn, checked
 from reapi.store import queries
 
 
-def _credit(account_id: int, amount: int, note: str | None, wallet: str) -> Credit:
-    # Until helper G3's wallets land, Credit has no `wallet` and the only wallet is chat's.
-    return Credit(account_id, amount, note) if wallet == "chat" else Credit(account_id, amount, note, wallet=wallet)
-
-
 async def account(conn: AsyncConnection, account_id: int) -> dict:
     """The account with `balances` (nano-USD per wallet). Raises 404."""
     acc = await queries.get_account(conn, account_id)
@@ -43,7 +38,7 @@ async def create_account(conn: AsyncConnection, name: str, *, credit_usd: str | 
         amount = money.usd(checked(CreditIn, amount_usd=credit_usd, wallet=wallet).amount_usd, "amount_usd")
     acc = await queries.create_account(conn, name)
     if amount is not None:
-        await ledger_run(conn, _credit(acc["id"], amount, note, wallet))
+        await ledger_run(conn, Credit(acc["id"], amount, note, wallet=wallet))
     return await account(conn, acc["id"])
 
 
@@ -57,7 +52,7 @@ async def add_credit(conn: AsyncConnection, account_id: int, amount_usd: str | i
     if balance + amount > MAX_NANO:  # BIGINT: the balance could not hold it
         raise bad_request(f"amount_usd would take the balance above the largest the store holds "
                           f"({format_usd(MAX_NANO)}).", param="amount_usd")
-    new = await ledger_run(conn, _credit(account_id, amount, spec.note, spec.wallet))
+    new = await ledger_run(conn, Credit(account_id, amount, spec.note, wallet=spec.wallet))
     if new is None:
         raise not_found("Account", account_id)
     return {"account_id": account_id, "wallet": spec.wallet, "amount_nano": amount, "balance_nano": new,
