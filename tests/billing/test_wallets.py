@@ -213,7 +213,8 @@ async def test_v1_refuses_a_tasks_key_like_an_unknown_key(gateway, upstream):
         claude = anthropic.AsyncAnthropic(base_url=gateway.url, api_key=key, max_retries=0)
         try:
             with pytest.raises(anthropic.AuthenticationError):
-                await claude.messages.create(model="gpt-5.5", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+                await claude.messages.create(model="gpt-5.5", max_tokens=5,
+                                             messages=[{"role": "user", "content": "hi"}])
         finally:
             await claude.close()
     assert answers[0] == answers[1] and answers[0][0] == 401 and answers[0][1]["code"] == "invalid_api_key"
