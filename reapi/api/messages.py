@@ -2,9 +2,9 @@
 
 The body is Anthropic's, forwarded as is to an `anthropic` channel; only `model`
 (the channel's upstream name) and `max_tokens` (the cap billing decided) are
-rewritten. The money rules are the chat route's, with its functions
-(reapi.api.chat): resolve_model, reserve (limits, hold), relay_stream (fed by
-EventRelay below), finish_ok, finish_failed.
+rewritten. A thin route over the call pipeline (reapi.proxy), like the chat route:
+admission (resolve_model, reserve), upstream.forward, stream.relay_stream (fed by
+EventRelay below, ended by message_stop), settle; errors in Anthropic's shape.
 
 - Auth: `x-api-key: KEY` (wins when both are sent) or `Authorization: Bearer KEY`.
   Group: the `x-reapi-group` header, else "default" (the body stays Anthropic's).
@@ -27,7 +27,7 @@ EventRelay below), finish_ok, finish_failed.
   released (client_closed, cost 0). Client gone mid-stream: upstream cancelled at
   once; charged for the prompt (upstream's message_start count when it arrived,
   else ours) plus the tokens produced. Past REAPI_MAX_REQUEST_SECONDS: as the chat
-  route (reapi.api.chat.Watch), a 504 timeout_error.
+  route (reapi.proxy.upstream.Watch), a 504 timeout_error.
 - Errors use Anthropic's shape `{"type":"error","error":{"type","message"},"request_id"}`
   (SSE `event: error` once a stream has started), with these types:
   400 invalid_request_error, 401 authentication_error, 402 billing_error,
@@ -39,27 +39,27 @@ EventRelay below), finish_ok, finish_failed.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import aiohttp
 import orjson
 
-from reapi import metrics
-from reapi.api.chat import (Call, Stopped, Watch, fail_internal, finish_failed, new_request_id, read_json,
-                            relay_stream, reserve, resolve_model, respond_charged, stopped_early, stream_ended,
-                            upstream_error, upstream_failure, upstream_post)
-from reapi.api.http import ClientGone, Receive, Send, bearer, error_headers, header, send_bytes
+from reapi.api.request import read_json
+from reapi.asgi import Receive, Send, bearer, header
 from reapi.billing import tokens
 from reapi.catalog import ApiKey, Channel
-from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
-from reapi.gateway import ADAPTERS, Gateway
+from reapi.errors import GatewayError, bad_request
+from reapi.gateway import Gateway
+from reapi.proxy.admission import find_key, reserve, resolve_model
+from reapi.proxy.call import Call, new_request_id
+from reapi.proxy.pipeline import Wire, refuse, serve
+from reapi.proxy.settle import finish_failed, respond_charged
+from reapi.proxy.stream import relay_stream
+from reapi.proxy.upstream import Stopped, Watch, forward, stopped_early, stream_ended, upstream_failure
 from reapi.relay.anthropic import ANTHROPIC_VERSION, error_from_anthropic, upstream_url, usage_from_anthropic
-from reapi.relay.base import StreamConverter, Usage
-from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
+from reapi.relay.base import StreamConverter, UpstreamRequest, Usage
+from reapi.relay.registry import adapter_for
 from reapi.relay.select import pick
-from reapi.store.cache import hash_key
-
-log = logging.getLogger("reapi.requests")
+from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
                403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -74,14 +74,10 @@ def error_json(err: GatewayError, request_id: str) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": err.message}, "request_id": request_id})
 
 
-async def send_error(send: Send, call: Call, err: GatewayError) -> None:
-    await send_bytes(send, err.status, error_json(err, call.request_id), error_headers(err, call.headers))
-
-
 def authenticate(gw: Gateway, scope: dict) -> ApiKey:
     raw = header(scope, b"x-api-key")
     secret = raw.decode("latin-1").strip() if raw else bearer(scope)
-    key = gw.catalog.snapshot.keys.get(hash_key(secret)) if secret else None
+    key = find_key(gw, secret)
     if key is None:
         raise GatewayError(401, "Invalid or missing API key: send it as 'x-api-key: sk-...' "
                                 "or 'Authorization: Bearer sk-...'.", code="invalid_api_key")
@@ -154,7 +150,7 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
                                 "/v1/messages serves Claude models only (use /v1/chat/completions).",
                            param="model", code="model_not_found")
     call.channel = pick(tiers, gw.health.available)
-    call.adapter = ADAPTERS["anthropic"]
+    call.adapter = adapter_for("anthropic")
     call.prompt_tokens = await tokens.count_prompt_async(_openai_view(body), "claude")
     call.n = 1
     call.cap = call.send_cap = min(body["max_tokens"], call.price.max_output_tokens)
@@ -162,7 +158,7 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
 
 
 async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
-    """One upstream POST (never retried), then the answer relayed; every path settles or releases."""
+    """The client's body forwarded once (model and max_tokens rewritten); the answer as is."""
     channel = call.channel
     version = header(scope, b"anthropic-version")
     headers = {"x-api-key": channel.api_key, "content-type": "application/json",
@@ -171,22 +167,14 @@ async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
     if beta:
         headers["anthropic-beta"] = beta.decode("latin-1")
     body = {**call.body, "model": channel.upstream_model(call.model), "max_tokens": call.send_cap}
-    watch = Watch(call, receive)
-    try:
-        resp = await upstream_post(call, watch, upstream_url(channel.base_url), orjson.dumps(body), headers)
-        try:
-            if resp.status >= 300:
-                await upstream_error(call, resp, watch, call.adapter.map_error)  # scrubbed; channel auth -> 502
-            if call.stream:
-                events = EventRelay(call.model, channel)
-                await relay_stream(call, resp, send, watch, events, raw_lines=True, end=events.end,
-                                   error_event=error_event)
-            else:
-                await relay_message(call, resp, send, watch)
-        finally:
-            resp.close() if watch.stopped else resp.release()
-    finally:
-        watch.close()
+    req = UpstreamRequest(upstream_url(channel.base_url), headers, orjson.dumps(body))
+    await forward(call, send, receive, req, relay_events if call.stream else relay_message)
+
+
+async def relay_events(call: Call, resp: aiohttp.ClientResponse, send: Send, watch: Watch) -> None:
+    """Anthropic's events passed through (EventRelay), message_stop held back until settled."""
+    events = EventRelay(call.model, call.channel)
+    await relay_stream(call, resp, send, watch, events, raw_lines=True, end=events.end, error_event=error_event)
 
 
 def _bad_response() -> GatewayError:
@@ -361,38 +349,15 @@ class EventRelay(StreamConverter):
         return _produced([_delta(d) for d in self.deltas])
 
 
+WIRE = Wire(body=error_json, event=error_event)
+
+
 async def messages(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None:
     call = Call(gw, new_request_id())
     if scope["path"].rstrip("/") != "/v1/messages":
-        return await send_error(send, call, GatewayError(404, f"Unknown route {scope['path']}.",
-                                                         code="unknown_url"))
+        return await refuse(send, call, WIRE, GatewayError(404, f"Unknown route {scope['path']}.",
+                                                           code="unknown_url"))
     if scope["method"] != "POST":
-        return await send_error(send, call, GatewayError(405, "Use POST for /v1/messages.",
-                                                         code="method_not_allowed"))
-    try:
-        await admit(call, scope, receive)
-    except GatewayError as err:
-        metrics.observe_request(getattr(call, "model", "") or "", getattr(call, "group", "") or "", err.status)
-        log.info("%s refused %d %s", call.request_id, err.status, err.code)
-        return await send_error(send, call, err)
-    except ClientGone:
-        return
-    except Exception:
-        log.exception("%s failed inside the gateway before the hold", call.request_id)
-        return await send_error(send, call, INTERNAL_ERROR)
-    # From here money is held: every path below settles or releases it.
-    try:
-        await relay(call, scope, send, receive)
-    except GatewayError as err:
-        metrics.observe_request(call.model, call.group, err.status)
-        log.warning("%s upstream channel=%d failed %d %s", call.request_id, call.channel.id, err.status, err.code)
-        await send_error(send, call, err)
-    except ClientGone:
-        log.info("%s client left before the answer; released", call.request_id)
-    except Exception:
-        log.exception("%s failed inside the gateway", call.request_id)
-        err = await fail_internal(call)
-        if call.streaming:
-            await send({"type": "http.response.body", "body": error_event(err, call.request_id)})
-        else:
-            await send_error(send, call, err)
+        return await refuse(send, call, WIRE, GatewayError(405, "Use POST for /v1/messages.",
+                                                           code="method_not_allowed"))
+    await serve(call, WIRE, admit, relay, scope, receive, send)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import orjson
 
-from reapi.api.chat import authenticate
-from reapi.api.http import Receive, Send, send_bytes
+from reapi.asgi import Receive, Send, send_bytes
 from reapi.errors import GatewayError
 from reapi.gateway import Gateway
+from reapi.proxy.admission import authenticate
 
 
 def _entry(name: str) -> dict:
