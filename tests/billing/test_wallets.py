@@ -12,6 +12,7 @@ from reapi.billing.ledger import (Capture, Credit, HoldRequest, ReleaseHold, Set
                                   run_asyncpg)
 from reapi.store import queries
 from tests.billing.test_money_values import BALANCE, Books
+from tests.harness import create_pg_database, drop_pg_database
 
 
 @pytest.fixture
@@ -145,11 +146,17 @@ async def test_verify_checks_every_wallet_and_every_generic_hold(books):
     assert "task_c" not in text
 
 
-async def test_a_chat_batch_is_still_a_lock_and_one_write(store_url):
-    """PostgreSQL: a batch of chat holds is 1 lock + 1 write statement, a batch of settlements
-    2 locks (wallets, usage rows) + 1 write, as before wallets; generic closes add one read."""
-    if not store_url.startswith("postgres"):
-        pytest.skip("statement count of the asyncpg path")
+@pytest.fixture
+async def pg_url():
+    url = await create_pg_database()
+    yield url
+    await drop_pg_database(url)
+
+
+async def test_a_chat_batch_is_still_a_lock_and_one_write(pg_url):
+    """PostgreSQL (the asyncpg path): a batch of chat holds is 1 lock + 1 write statement, a batch of
+    settlements 2 locks (wallets, usage rows) + 1 write, as before wallets; generic closes add one read."""
+    store_url = pg_url
     import asyncpg
 
     b = await Books(store_url).start()
