@@ -17,6 +17,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from reapi.admin import build_admin
 from reapi.api.chat import chat_completions, new_request_id
 from reapi.api.http import Receive, Send, send_error
+from reapi.asgi import CONNECTION_KEY
 from reapi.api.messages import messages
 from reapi.api.models import models
 from reapi.errors import INTERNAL_ERROR, GatewayError
@@ -228,6 +229,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._got_bytes = False
         self._last_body = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._lost_callback: Callable[[], None] | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -236,6 +238,24 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc) -> None:
         self._disarm()
         super().connection_lost(exc)
+        callback, self._lost_callback = self._lost_callback, None
+        if callback is not None:
+            callback()
+
+    # The lost hook: the call pipeline (reapi.proxy.upstream.Watch) learns that the client left without
+    # a task of its own waiting on receive(). The request's scope carries the connection under
+    # CONNECTION_KEY; one callback at a time (uvicorn answers a connection's requests one by one).
+    def on_lost(self, callback: Callable[[], None]) -> bool:
+        """Call `callback` once if the connection is lost; False (nothing registered) when it is gone
+        already or another callback is registered."""
+        if self._lost_callback is not None or self.transport is None or self.transport.is_closing():
+            return False
+        self._lost_callback = callback
+        return True
+
+    def off_lost(self, callback: Callable[[], None]) -> None:
+        if self._lost_callback == callback:
+            self._lost_callback = None
 
     def data_received(self, data: bytes) -> None:
         self._chunk = len(data)
@@ -258,6 +278,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # parser callbacks (httptools calls them during feed_data)
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[CONNECTION_KEY] = self  # type: ignore[literal-required]
         self._phase = _HEADERS
         self._header_bytes = 0
 

@@ -45,6 +45,10 @@ async def read_body(scope: dict, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# The scope key under which reapi's server protocol (reapi.app.LimitedHttpProtocol) offers the request's
+# connection, for its lost hook (reapi.proxy.upstream.Watch). Absent under other ASGI servers.
+CONNECTION_KEY = "reapi.connection"
+
 class ClientGone(Exception):
     """The client disconnected before we answered."""
 

@@ -76,8 +76,9 @@ async def drop_pg_database(url: str) -> None:
 class Gateway:
     """A running gateway plus small helpers to configure it through the admin API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, http=LimitedHttpProtocol) -> None:
         self.settings = settings
+        self.http_protocol = http  # the protocol `reapi serve` uses; "httptools" for uvicorn's own
         self.app = create_app(settings)
         self.gw = self.app.gateway
         self.server: uvicorn.Server | None = None
@@ -89,7 +90,7 @@ class Gateway:
     async def start(self) -> "Gateway":
         await asyncio.to_thread(migrate, self.settings.database_url)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                                access_log=False, http=LimitedHttpProtocol)  # the protocol `reapi serve` uses
+                                access_log=False, http=self.http_protocol)
         self.server = uvicorn.Server(config)
         self.task = asyncio.get_running_loop().create_task(self.server.serve())
         while not self.server.started:

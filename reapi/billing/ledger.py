@@ -177,6 +177,7 @@ class ReleaseHold:
 
 Op = Union[HoldRequest, Settlement, Release, Credit, TaskHold, Capture, ReleaseHold]
 GENERIC = (TaskHold, Capture, ReleaseHold)
+_GENERIC_TYPES = frozenset(GENERIC)
 
 
 # --- the statements --------------------------------------------------------------------
@@ -331,39 +332,51 @@ class Tx:
 
     def reads(self, ops: list[Op]) -> list[tuple[str, str, tuple]]:
         """(kind, sql, params): the generic holds the batch names, unlocked (none for chat calls)."""
-        refs = sorted({op.ref for op in ops if isinstance(op, GENERIC)})
+        refs = sorted({op.ref for op in ops if type(op) in _GENERIC_TYPES})
         if not refs:
             return []
         sql, params = self._select("ref, account_id, wallet, amount_nano", "holds", "ref", refs)
         return [("known_holds", sql.replace(" FOR UPDATE", ""), params)]
 
-    def _wallet_of(self, op: Op) -> tuple[int, str] | None:
-        if isinstance(op, (Credit, TaskHold)):
-            return op.account_id, op.wallet
-        if isinstance(op, (Capture, ReleaseHold)):
-            known = self.known_holds.get(op.ref)
-            return None if known is None else known[:2]
-        return op.account_id, CHAT
-
     def locks(self, ops: list[Op]) -> list[tuple[str, str, tuple]]:
-        """(kind, sql, params) to run in this order: wallets, keys, usage rows, generic holds."""
-        pairs = sorted({w for w in map(self._wallet_of, ops) if w is not None})
+        """(kind, sql, params) to run in this order: wallets, keys, usage rows, generic holds.
+        One pass over the batch (it runs twice per chat call)."""
+        pairs: set[tuple[int, str]] = set()
+        keys: set[int] = set()
+        closing: set[str] = set()
+        refs: set[str] = set()
+        known = self.known_holds
+        for op in ops:
+            t = type(op)
+            if t is HoldRequest:
+                pairs.add((op.account_id, CHAT))
+                if op.key_spend_limit_nano is not None:
+                    keys.add(op.key_id)
+            elif t is Settlement or t is Release:
+                pairs.add((op.account_id, CHAT))
+                closing.add(op.request_id)
+                if op.key_limited:
+                    keys.add(op.key_id)
+            elif t is Credit or t is TaskHold:
+                pairs.add((op.account_id, op.wallet))
+            else:  # Capture, ReleaseHold: the wallet of the hold they close, if it exists
+                hold = known.get(op.ref)
+                if hold is not None:
+                    pairs.add(hold[:2])
+                    refs.add(op.ref)
+        ordered = sorted(pairs)
         if self.postgres:
-            out = [("wallets", PG_LOCK_WALLETS, ([a for a, _ in pairs], [w for _, w in pairs]))]
+            out = [("wallets", PG_LOCK_WALLETS, ([a for a, _ in ordered], [w for _, w in ordered]))]
         else:  # under the write lock already: every wallet of these accounts, none locked apart
             out = [("wallets", *self._select("account_id, wallet, balance_nano", "wallets", "account_id",
-                                             sorted({a for a, _ in pairs})))]
-        keys = sorted({op.key_id for op in ops if (op.key_spend_limit_nano is not None if isinstance(op, HoldRequest)
-                                                   else getattr(op, "key_limited", False))})
+                                             sorted({a for a, _ in ordered})))]
         if keys:
-            out.append(("keys", *self._select("id, spent_nano", "api_keys", "id", keys)))
-        closing = sorted({op.request_id for op in ops if isinstance(op, (Settlement, Release))})
+            out.append(("keys", *self._select("id, spent_nano", "api_keys", "id", sorted(keys))))
         if closing:
-            out.append(("usage", *self._select("request_id", "usage", "request_id", closing,
+            out.append(("usage", *self._select("request_id", "usage", "request_id", sorted(closing),
                                                " AND status = 'pending'")))
-        refs = sorted({op.ref for op in ops if isinstance(op, (Capture, ReleaseHold)) and op.ref in self.known_holds})
         if refs:
-            out.append(("holds", *self._select("ref", "holds", "ref", refs, " AND status = 'pending'")))
+            out.append(("holds", *self._select("ref", "holds", "ref", sorted(refs), " AND status = 'pending'")))
         return out
 
     def absorb(self, kind: str, rows) -> None:

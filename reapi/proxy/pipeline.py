@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from reapi import metrics
-from reapi.asgi import ClientGone, Receive, Send, error_headers, send_bytes
+from reapi.asgi import CONNECTION_KEY, ClientGone, Receive, Send, error_headers, send_bytes
 from reapi.billing.money import format_usd
 from reapi.errors import INTERNAL_ERROR, GatewayError
 from reapi.proxy.call import Call
@@ -42,8 +42,11 @@ async def send_error(send: Send, call: Call, wire: Wire, err: GatewayError) -> N
 def log_request(call: Call) -> None:
     """The request's one log line: ids, model, outcome, tokens, cost and duration. Never the prompt, the
     client's key, or anything of the upstream but the channel id. A 5xx is logged at warning."""
+    level = logging.WARNING if call.status >= 500 else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     u = call.usage
-    log.log(logging.WARNING if call.status >= 500 else logging.INFO,
+    log.log(level,
             "%s key=%s model=%r status=%d code=%s channel=%s prompt=%d completion=%d cached=%d cost=%s ms=%d",
             call.request_id, call.key.id if call.key is not None else "-", call.model[:100], call.status,
             call.code or "-", call.channel.id if call.channel is not None else "-",
@@ -62,43 +65,39 @@ async def refuse(send: Send, call: Call, wire: Wire, err: GatewayError) -> None:
 
 async def serve(call: Call, wire: Wire, admit: Admit, relay: Relay, scope: dict, receive: Receive,
                 send: Send) -> None:
+    call.conn = scope.get(CONNECTION_KEY)
     try:
-        await _serve(call, wire, admit, relay, scope, receive, send)
+        try:
+            await admit(call, scope, receive)
+        except GatewayError as err:
+            metrics.observe_request(call.model, call.group, err.status)
+            call.status, call.code = err.status, err.code or ""
+            await send_error(send, call, wire, err)
+            return
+        except ClientGone:
+            call.status, call.code = 499, "client_closed"
+            return
+        except Exception:
+            log.exception("%s failed inside the gateway before the hold", call.request_id)
+            call.status, call.code = 500, "internal_error"
+            await send_error(send, call, wire, INTERNAL_ERROR)
+            return
+        # From here money is held: every path below settles or releases it.
+        try:
+            await relay(call, scope, send, receive)
+        except GatewayError as err:
+            metrics.observe_request(call.model, call.group, err.status)
+            call.status, call.code = err.status, err.code or ""
+            await send_error(send, call, wire, err)
+        except ClientGone:
+            call.status, call.code = 499, "client_closed"  # left before the answer; released
+        except Exception:
+            log.exception("%s failed inside the gateway", call.request_id)
+            err = await fail_internal(call)
+            call.status, call.code = err.status, err.code or ""
+            if call.streaming:
+                await send({"type": "http.response.body", "body": wire.event(err, call.request_id)})
+            else:
+                await send_error(send, call, wire, err)
     finally:
         log_request(call)
-
-
-async def _serve(call: Call, wire: Wire, admit: Admit, relay: Relay, scope: dict, receive: Receive,
-                 send: Send) -> None:
-    try:
-        await admit(call, scope, receive)
-    except GatewayError as err:
-        metrics.observe_request(call.model, call.group, err.status)
-        call.status, call.code = err.status, err.code or ""
-        await send_error(send, call, wire, err)
-        return
-    except ClientGone:
-        call.status, call.code = 499, "client_closed"
-        return
-    except Exception:
-        log.exception("%s failed inside the gateway before the hold", call.request_id)
-        call.status, call.code = 500, "internal_error"
-        await send_error(send, call, wire, INTERNAL_ERROR)
-        return
-    # From here money is held: every path below settles or releases it.
-    try:
-        await relay(call, scope, send, receive)
-    except GatewayError as err:
-        metrics.observe_request(call.model, call.group, err.status)
-        call.status, call.code = err.status, err.code or ""
-        await send_error(send, call, wire, err)
-    except ClientGone:
-        call.status, call.code = 499, "client_closed"  # left before the answer; released
-    except Exception:
-        log.exception("%s failed inside the gateway", call.request_id)
-        err = await fail_internal(call)
-        call.status, call.code = err.status, err.code or ""
-        if call.streaming:
-            await send({"type": "http.response.body", "body": wire.event(err, call.request_id)})
-        else:
-            await send_error(send, call, wire, err)

@@ -55,19 +55,26 @@ class Stopped(Exception):
 class Watch:
     """Ends a call's relay early, from the hold to the end of the answer.
 
-    A watcher task waits for the client's http.disconnect and a timer runs to the call's deadline
+    The connection's lost hook (or, under another ASGI server, a watcher task waiting for the client's
+    http.disconnect) marks the client gone, and a timer runs to the call's deadline
     (call.started + max_request_seconds: connect, headers and every chunk included, keep-alive bytes or
     not). Either one sets its flag (`gone`, `expired`) and, while the request is inside `run()`, cancels
     it there, so that `run` raises Stopped and the upstream request is abandoned at once. Outside `run`
     (settling, writing the money, sending the last bytes) nothing is interrupted."""
 
-    __slots__ = ("task", "gone", "expired", "armed", "fired", "watcher", "timer")
+    __slots__ = ("task", "gone", "expired", "armed", "fired", "conn", "watcher", "timer")
 
     def __init__(self, call: Call, receive: Receive) -> None:
         loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         self.gone = self.expired = self.armed = self.fired = False
-        self.watcher = loop.create_task(self._watch(receive))
+        # The server's connection-lost hook (reapi.app.LimitedHttpProtocol) costs nothing per call; any
+        # other ASGI server gets a task that waits for the client's http.disconnect.
+        conn = call.conn
+        if conn is not None and conn.on_lost(self._lost):
+            self.conn, self.watcher = conn, None
+        else:
+            self.conn, self.watcher = None, loop.create_task(self._watch(receive))
         left = call.gw.settings.max_request_seconds - (time.perf_counter() - call.started)
         self.timer = loop.call_later(max(0.0, left), self._expire)
 
@@ -78,6 +85,9 @@ class Watch:
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        self._lost()
+
+    def _lost(self) -> None:
         self.gone = True
         self._interrupt()
 
@@ -114,7 +124,10 @@ class Watch:
 
     def close(self) -> None:
         self.armed = False
-        self.watcher.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
+        else:
+            self.conn.off_lost(self._lost)
         self.timer.cancel()
 
 

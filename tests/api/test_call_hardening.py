@@ -276,6 +276,20 @@ async def leave_after(gw: Gateway, path: str, body: dict, headers: dict, after: 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("route", ROUTES)
 async def test_client_gone_before_the_answer_cancels_upstream_and_charges_nothing(gateway, hostile, route, stream):
+    await check_client_gone(gateway, hostile, route, stream)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_client_gone_is_seen_under_another_asgi_server_too(sqlite_url, hostile, stream):
+    """Under uvicorn's own protocol (no connection-lost hook) the call waits for http.disconnect."""
+    gateway = await Gateway(gateway_settings(sqlite_url), http="httptools").start()
+    try:
+        await check_client_gone(gateway, hostile, "chat", stream)
+    finally:
+        await gateway.stop()
+
+
+async def check_client_gone(gateway, hostile, route, stream):
     s = await setup(gateway, hostile, route)
     before = await gateway.balance(s["account_id"])
     hostile.handler = watched = Watched(route, 2.0)
