@@ -26,7 +26,7 @@ class Call:
 
     __slots__ = ("gw", "request_id", "key", "body", "model", "group", "price", "channel", "adapter",
                  "stream", "include_usage", "prompt_tokens", "n", "cap", "send_cap", "rules", "admitted_tokens",
-                 "hold", "headers", "started", "status", "code", "closed", "streaming", "usage", "charged")
+                 "hold", "headers", "started", "status", "code", "closed", "streaming", "usage", "charged", "ext")
 
     def __init__(self, gw: Gateway, request_id: str) -> None:
         self.gw = gw
@@ -46,3 +46,4 @@ class Call:
         self.streaming = False  # response headers were sent
         self.usage: Usage | None = None  # what the call was charged on
         self.charged = 0  # nano-USD
+        self.ext = None  # a route's own state for its relay (Responses: reapi.proxy.responses.Extra)
