@@ -67,9 +67,11 @@ def stream_error(ev: dict, channel: Channel | None) -> GatewayError:
 
 
 def error_event(err: GatewayError, seq: int) -> bytes:
-    """An error as the last event of a Responses stream: OpenAI's `error` event, with the next sequence
-    number; `code` is ours (e.g. upstream_stream_error)."""
-    data = {"type": "error", "code": err.code, "message": err.message, "param": err.param, "sequence_number": seq}
+    """An error as the last event of a Responses stream: OpenAI's `error` event (code, message, param), with
+    the next sequence number; `code` is ours (e.g. upstream_stream_error). It also carries our error
+    envelope's `error` object, on which the openai SDK raises APIError as it does for chat streams."""
+    data = {"type": "error", "code": err.code, "message": err.message, "param": err.param, "sequence_number": seq,
+            "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
     return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
@@ -100,8 +102,9 @@ def output_text(response: dict) -> str:
 
 
 def has_output(response: dict) -> bool:
-    out = response.get("output")
-    return isinstance(out, list) and bool(out)
+    """Whether a response produced anything a client can use: text, a refusal or a tool call (reasoning
+    alone does not count)."""
+    return bool(output_text(response))
 
 
 class Whole:
