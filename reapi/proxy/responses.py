@@ -114,7 +114,14 @@ async def relay_whole_response(call: Call, resp: aiohttp.ClientResponse, send: S
         await send_bytes(send, 200, redact_output(whole.body, call.channel), call.headers)
         return
     usage = whole.usage or counted_usage(call, whole.text)
-    await _record(call, whole.id)
+    if call.ext.store and whole.id is not None:  # recorded while the bill is written: both before the answer
+        record = asyncio.get_running_loop().create_task(_record(call, whole.id))
+        try:
+            await respond_charged(call, usage, whole.body, send, before_send=record)
+        finally:
+            if not record.done():
+                await record
+        return
     await respond_charged(call, usage, whole.body, send)
 
 

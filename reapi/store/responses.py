@@ -1,22 +1,30 @@
 """The stored-responses table: which channel made a Responses id, for which account (schema.responses).
 
 `Recorder` writes new rows group-committed (every row submitted while a write is in flight goes in the
-next one: one transaction for many calls); `find`, `forget` and `open_hold` are single statements for
-the stored-response routes. A row never moves money: a background response's hold is its usage row.
+next one: one transaction for many calls). On SQLite it runs its short insert on the event loop with its
+own connection that never waits for the write lock (as reapi.billing.writer does: a commit without fsync
+in WAL mode is cheaper than a thread hop) and hands a batch that finds the file locked to a thread that
+waits; on PostgreSQL it goes through the engine. `find`, `forget` and `open_hold` are single statements
+for the stored-response routes. A row never moves money: a background response's hold is its usage row.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reapi.billing.ledger import now_ms
+from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.store")
 
+SQLITE_INSERT = ("INSERT INTO responses (account_id, id, channel_id, key_id, model, request_id, background, "
+                 "prompt_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 INSERT = ("INSERT INTO responses (account_id, id, channel_id, key_id, model, request_id, background, prompt_tokens, "
           "created_at) VALUES (:account_id, :id, :channel_id, :key_id, :model, :request_id, :background, "
           ":prompt_tokens, :created_at) "
@@ -53,6 +61,50 @@ class Recorder:
         self.engine = engine
         self.pending: list[tuple[dict, asyncio.Future]] = []
         self.task: asyncio.Task | None = None
+        self.path = sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
+        self.inline: sqlite3.Connection | None = None
+        self.waiting: sqlite3.Connection | None = None
+        self.thread: ThreadPoolExecutor | None = None
+
+    def _connect(self, busy_ms: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        return conn
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        try:
+            conn.executemany(SQLITE_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _insert_waiting(self, rows: list[tuple]) -> None:
+        if self.waiting is None:
+            self.waiting = self._connect(30000)
+        self.waiting.execute("BEGIN IMMEDIATE")
+        self._insert(self.waiting, rows)
+
+    async def _write(self, params: list[dict]) -> None:
+        if self.path is None:
+            async with self.engine.begin() as conn:
+                await conn.execute(text(INSERT), params)
+            return
+        rows = [(p["account_id"], p["id"], p["channel_id"], p["key_id"], p["model"], p["request_id"],
+                 int(p["background"]), p["prompt_tokens"], p["created_at"]) for p in params]
+        if self.inline is None:
+            self.inline = self._connect(0)
+        try:
+            self.inline.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # locked by another writer: wait for it off the loop
+            if self.thread is None:
+                self.thread = ThreadPoolExecutor(1, thread_name_prefix="reapi-responses")
+            await asyncio.get_running_loop().run_in_executor(self.thread, self._insert_waiting, rows)
+            return
+        self._insert(self.inline, rows)
 
     async def record(self, row: Stored) -> None:
         params = {"account_id": row.account_id, "id": row.id, "channel_id": row.channel_id, "key_id": row.key_id,
@@ -69,8 +121,7 @@ class Recorder:
         while self.pending:
             batch, self.pending = self.pending, []
             try:
-                async with self.engine.begin() as conn:
-                    await conn.execute(text(INSERT), [p for p, _ in batch])
+                await self._write([p for p, _ in batch])
             except Exception as exc:
                 log.error("could not record %d stored response(s): %s", len(batch), type(exc).__name__)
                 for _, fut in batch:
