@@ -204,8 +204,8 @@ async def _poll(gw: Gateway, stored: Stored) -> None:
         await asyncio.sleep(interval)
         interval = min(POLL_MAX_S, interval * 1.5)
         channel = gw.catalog.snapshot.channels.get(stored.channel_id)
-        if channel is None:
-            return
+        if channel is None or gw.http is None or gw.http.closed:
+            return  # the channel is gone, or this process is stopping (the sweeper's rules apply)
         try:
             status, raw = await forward_stored(gw, channel, "GET", f"/responses/{stored.id}", b"")
             if status == 404:
