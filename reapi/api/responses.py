@@ -29,10 +29,10 @@ from reapi.proxy.pipeline import Wire, log_request, refuse, send_error, serve
 from reapi.proxy.settle import finish_failed
 from reapi.proxy.upstream import forward
 from reapi.relay.openai import map_openai_error
-from reapi.relay.openai_responses import ADAPTER, error_event, parse_whole, valid_response_id
+from reapi.relay.openai_responses import ADAPTER, FINAL_STATUSES, error_event, parse_whole, valid_response_id
 from reapi.relay.scrub import redact_output
 from reapi.relay.select import pick
-from reapi.store.responses import find, forget
+from reapi.store.responses import find, forget, open_hold
 
 log = logging.getLogger("reapi.requests")
 
@@ -152,6 +152,8 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
         if sub == "" and method == "GET" and "stream=true" in query.replace("%3D", "=").lower():
             raise bad_request("Streaming a stored response is not supported by this gateway; retrieve it whole.",
                               "stream", "invalid_value")
+        if method == "DELETE" and row.background and await open_hold(gw.engine, row.request_id) is not None:
+            await _settle_before_delete(gw, row, call.channel)
         path = f"/responses/{rid}" + (f"/{sub}" if sub else "")
         status, raw = await flow.forward_stored(gw, call.channel, method, path, b"{}" if method == "POST" else b"",
                                                 query)
@@ -177,6 +179,19 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
         await send_error(send, call, WIRE, INTERNAL_ERROR)
     finally:
         log_request(call)
+
+
+async def _settle_before_delete(gw: Gateway, row, channel) -> None:
+    """A background response still held is billed before it may be deleted (else deleting it would
+    make it free): its current state is read; one that has not finished cannot be deleted yet."""
+    status, raw = await flow.forward_stored(gw, channel, "GET", f"/responses/{row.id}", b"")
+    if status >= 300:
+        raise map_openai_error(status, raw, channel)
+    whole = parse_whole(raw, row.model)
+    if whole.status not in FINAL_STATUSES:
+        raise bad_request("This background response has not finished; cancel it (POST /v1/responses/{id}/cancel) "
+                          "or wait for it to finish before deleting it.", None, "invalid_value")
+    await flow.settle_background(gw, row, whole)
 
 
 def _json_object(raw: bytes) -> dict:

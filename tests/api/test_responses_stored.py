@@ -173,3 +173,19 @@ async def test_background_hold_nobody_sees_finish_is_released_by_the_sweeper(ups
         assert await g.verify() == []
     finally:
         await g.stop()
+
+
+async def test_a_background_response_cannot_be_deleted_unbilled(gw, upstream, monkeypatch):
+    monkeypatch.setattr(flow, "POLL_FIRST_S", 60.0)
+    s = await gw.setup(upstream)
+    client = gw.client(s["key"])
+    bg = await client.responses.create(model="gpt-5.5", input="bg [mock words=3 prompt_tokens=20]", background=True)
+    with pytest.raises(openai.BadRequestError):  # still queued upstream (this look moves it to in_progress)
+        await client.responses.delete(bg.id)
+    assert (await gw.usage(s["account_id"]))[0]["status"] == "pending"
+    await client.responses.delete(bg.id)  # finished now: billed first, then deleted
+    [rec] = await gw.usage(s["account_id"])
+    assert rec["status"] == "ok" and rec["cost_usd"] == format_usd(cost(20, 3))
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(bg.id)
+    assert await gw.verify() == []
