@@ -41,11 +41,13 @@ from reapi.store.responses import Recorder, Stored, open_hold
 log = logging.getLogger("reapi.requests")
 
 # The poller of background responses: first look after POLL_FIRST_S, then every interval x 1.5 up to
-# POLL_MAX_S, for as long as the hold may live (REAPI_MAX_REQUEST_SECONDS); at most MAX_POLLERS at a time
-# per process (beyond that, a retrieve settles it, or the sweeper releases the hold).
+# POLL_MAX_S, for as long as the hold may live (REAPI_MAX_REQUEST_SECONDS). One sleeping task per
+# response (a few KB), at most MAX_POLLERS per process (beyond that a retrieve settles it, or the
+# sweeper releases the hold), and at most POLL_CONCURRENCY upstream looks at a time.
 POLL_FIRST_S = 1.0
 POLL_MAX_S = 15.0
-MAX_POLLERS = 256
+MAX_POLLERS = 100_000
+POLL_CONCURRENCY = 32
 _pollers: set[asyncio.Task] = set()
 
 
@@ -206,8 +208,12 @@ async def _poll(gw: Gateway, stored: Stored) -> None:
         channel = gw.catalog.snapshot.channels.get(stored.channel_id)
         if channel is None or gw.http is None or gw.http.closed:
             return  # the channel is gone, or this process is stopping (the sweeper's rules apply)
+        polling = getattr(gw, "_responses_polling", None)
+        if polling is None:
+            polling = gw._responses_polling = asyncio.Semaphore(POLL_CONCURRENCY)  # type: ignore[attr-defined]
         try:
-            status, raw = await forward_stored(gw, channel, "GET", f"/responses/{stored.id}", b"")
+            async with polling:
+                status, raw = await forward_stored(gw, channel, "GET", f"/responses/{stored.id}", b"")
             if status == 404:
                 return  # deleted upstream: nothing will ever report its end
             if status >= 300:
