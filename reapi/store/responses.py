@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reapi.billing.ledger import now_ms
 from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.store")
@@ -110,7 +110,7 @@ class Recorder:
         params = {"account_id": row.account_id, "id": row.id, "channel_id": row.channel_id, "key_id": row.key_id,
                   "model": row.model[:200], "request_id": row.request_id, "background": row.background,
                   "prompt_tokens": min(max(0, row.prompt_tokens), 2**31 - 1),
-                  "created_at": row.created_at or now_ms()}
+                  "created_at": row.created_at or int(time.time() * 1000)}
         fut = asyncio.get_running_loop().create_future()
         self.pending.append((params, fut))
         if self.task is None or self.task.done():
