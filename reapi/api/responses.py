@@ -29,10 +29,9 @@ from reapi.proxy.pipeline import Wire, log_request, refuse, send_error, serve
 from reapi.proxy.settle import finish_failed
 from reapi.proxy.upstream import forward
 from reapi.relay.openai import map_openai_error
-from reapi.relay.openai_responses import ADAPTER, FINAL_STATUSES, error_event, parse_whole, valid_response_id
+from reapi.relay.openai_responses import ADAPTER, error_event, parse_whole, valid_response_id
 from reapi.relay.scrub import redact_output
 from reapi.relay.select import pick
-from reapi.store.responses import find, forget, open_hold
 
 log = logging.getLogger("reapi.requests")
 
@@ -60,7 +59,7 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     call.price, tiers = resolve_model(gw, call.key, group, model)
     previous = body.get("previous_response_id")
     if previous is not None:
-        stored = await find(gw.engine, call.key.account_id, previous) if valid_response_id(previous) else None
+        stored = await flow.find_stored(gw, call.key.account_id, previous) if valid_response_id(previous) else None
         if stored is None:
             raise not_found(previous, "previous_response_id", "previous_response_not_found")
         channel = next((c for tier in tiers for c in tier if c.id == stored.channel_id), None)
@@ -136,7 +135,7 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
     rid, sub, method = route
     try:
         call.key = authenticate(gw, scope)
-        row = await find(gw.engine, call.key.account_id, rid) if valid_response_id(rid) else None
+        row = await flow.find_stored(gw, call.key.account_id, rid) if valid_response_id(rid) else None
         if row is None:
             raise not_found(rid)
         call.model, call.channel = row.model, gw.catalog.snapshot.channels.get(row.channel_id)
@@ -152,8 +151,8 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
         if sub == "" and method == "GET" and "stream=true" in query.replace("%3D", "=").lower():
             raise bad_request("Streaming a stored response is not supported by this gateway; retrieve it whole.",
                               "stream", "invalid_value")
-        if method == "DELETE" and row.background and await open_hold(gw.engine, row.request_id) is not None:
-            await _settle_before_delete(gw, row, call.channel)
+        if method == "DELETE":
+            await flow.settle_before_delete(gw, row, call.channel)
         path = f"/responses/{rid}" + (f"/{sub}" if sub else "")
         status, raw = await flow.forward_stored(gw, call.channel, method, path, b"{}" if method == "POST" else b"",
                                                 query)
@@ -163,7 +162,7 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
         if sub == "input_items" or method == "DELETE":
             _json_object(raw)
             if method == "DELETE":
-                await forget(gw.engine, key.account_id, rid)
+                await flow.forget_stored(gw, key.account_id, rid)
         else:  # a retrieve or a cancel: the response itself, which may end a background one
             whole = parse_whole(raw, row.model)
             await flow.settle_background(gw, row, whole)
@@ -179,19 +178,6 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
         await send_error(send, call, WIRE, INTERNAL_ERROR)
     finally:
         log_request(call)
-
-
-async def _settle_before_delete(gw: Gateway, row, channel) -> None:
-    """A background response still held is billed before it may be deleted (else deleting it would
-    make it free): its current state is read; one that has not finished cannot be deleted yet."""
-    status, raw = await flow.forward_stored(gw, channel, "GET", f"/responses/{row.id}", b"")
-    if status >= 300:
-        raise map_openai_error(status, raw, channel)
-    whole = parse_whole(raw, row.model)
-    if whole.status not in FINAL_STATUSES:
-        raise bad_request("This background response has not finished; cancel it (POST /v1/responses/{id}/cancel) "
-                          "or wait for it to finish before deleting it.", None, "invalid_value")
-    await flow.settle_background(gw, row, whole)
 
 
 def _json_object(raw: bytes) -> dict:

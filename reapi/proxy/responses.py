@@ -26,17 +26,18 @@ from reapi.billing import tokens
 from reapi.billing.ledger import Release, Settlement
 from reapi.billing.pricing import cost_nano
 from reapi.catalog import Channel
-from reapi.errors import GatewayError
+from reapi.errors import GatewayError, bad_request
 from reapi.gateway import Gateway
 from reapi.proxy.call import Call
 from reapi.proxy.settle import counted_usage, finish_failed, respond_charged
 from reapi.proxy.stream import relay_stream
 from reapi.proxy.upstream import Stopped, Watch, stopped_early, upstream_failure
 from reapi.relay.base import Usage
+from reapi.relay.openai import map_openai_error
 from reapi.relay.openai_responses import (FINAL_STATUSES, ResponsesStream, Whole, auth_headers, bad_response,
                                           parse_whole)
 from reapi.relay.scrub import redact_output
-from reapi.store.responses import Recorder, Stored, open_hold
+from reapi.store.responses import Recorder, Stored, find, forget, open_hold
 
 log = logging.getLogger("reapi.requests")
 
@@ -248,3 +249,27 @@ async def forward_stored(gw: Gateway, channel: Channel, method: str, path: str, 
         return await asyncio.wait_for(go(), s.max_request_seconds)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise upstream_failure(exc) from None
+
+
+async def find_stored(gw: Gateway, account_id: int, rid: str) -> Stored | None:
+    """The record of a response id for this account (None: unknown, or another account's)."""
+    return await find(gw.engine, account_id, rid)
+
+
+async def forget_stored(gw: Gateway, account_id: int, rid: str) -> None:
+    await forget(gw.engine, account_id, rid)
+
+
+async def settle_before_delete(gw: Gateway, row: Stored, channel: Channel) -> None:
+    """A background response still held is billed before it may be deleted (else deleting it would
+    make it free): its current state is read; one that has not finished cannot be deleted yet."""
+    if not row.background or await open_hold(gw.engine, row.request_id) is None:
+        return
+    status, raw = await forward_stored(gw, channel, "GET", f"/responses/{row.id}", b"")
+    if status >= 300:
+        raise map_openai_error(status, raw, channel)
+    whole = parse_whole(raw, row.model)
+    if whole.status not in FINAL_STATUSES:
+        raise bad_request("This background response has not finished; cancel it (POST /v1/responses/{id}/cancel) "
+                          "or wait for it to finish before deleting it.", None, "invalid_value")
+    await settle_background(gw, row, whole)
