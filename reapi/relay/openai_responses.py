@@ -22,7 +22,7 @@ from reapi.catalog import Channel
 from reapi.errors import GatewayError
 from reapi.relay.base import StreamConverter, UpstreamRequest, Usage
 from reapi.relay.openai import map_openai_error
-from reapi.relay.scrub import safe_code, safe_param, scrub
+from reapi.relay.scrub import safe_param, scrub
 from reapi.relay.usage import responses_usage
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -287,4 +287,4 @@ def auth_headers(channel: Channel) -> dict[str, str]:
 ADAPTER = ResponsesAdapter()
 
 __all__ = ["ADAPTER", "FINAL_STATUSES", "ResponsesStream", "Whole", "error_event", "failed_response",
-           "parse_whole", "safe_code", "valid_response_id"]
+           "parse_whole", "valid_response_id"]
