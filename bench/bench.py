@@ -35,7 +35,8 @@ PY = sys.executable
 ADMIN_KEY = "bench-admin-key"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
-PORTS = {"upstream": 18090, "B": 18091, "C": 18092, "D": 18093, "E": 18094, "L": 18095}
+_BASE = int(os.environ.get("BENCH_PORT_BASE", "18090"))  # move it when two benches share a machine
+PORTS = {"upstream": _BASE, "B": _BASE + 1, "C": _BASE + 2, "D": _BASE + 3, "E": _BASE + 4, "L": _BASE + 5}
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
 NAMES = {"A": "direct to upstream", "B": "nginx proxy_pass", "C": "bare Python forwarder",
@@ -51,12 +52,22 @@ class Target:
     stores: tuple[str, ...] = ()  # process names of the services it uses (E: PostgreSQL, Redis)
 
     def url(self, variant: str) -> str:
+        """A variant is fast, slow or stream (Chat Completions) or rfast, rslow or rstream (the same upstream
+        answers through the Responses API, /v1/responses)."""
+        upstream, route = upstream_variant(variant)
         if self.name in ("A", "B", "C"):
-            return f"{self.base}/{variant}/v1/chat/completions"
-        return f"{self.base}/v1/chat/completions"
+            return f"{self.base}/{upstream}/v1/{route}"
+        return f"{self.base}/v1/{route}"
 
     def model(self, variant: str) -> str:
-        return f"bench-{variant}"
+        return f"bench-{upstream_variant(variant)[0]}"
+
+
+def upstream_variant(variant: str) -> tuple[str, str]:
+    """(the upstream's prefix, the API route) of a case's variant."""
+    if variant.startswith("r"):
+        return variant[1:], "responses"
+    return variant, "chat/completions"
 
 
 class Procs:
@@ -201,6 +212,10 @@ def start_litellm(procs: Procs, work: Path, upstream: str) -> Target:
 
 
 def body_for(t: Target, variant: str) -> str:
+    if variant.startswith("r"):  # the same prompt as a Responses request (store left to its default)
+        return json.dumps({"model": t.model(variant), "max_output_tokens": 256,
+                           "instructions": "You are a terse assistant.",
+                           "input": "Write two sentences about foxes and dogs."})
     return json.dumps({"model": t.model(variant), "max_tokens": 256,
                        "messages": [{"role": "system", "content": "You are a terse assistant."},
                                     {"role": "user", "content": "Write two sentences about foxes and dogs."}]})
@@ -264,14 +279,17 @@ def run_streams(args, targets: dict[str, Target]) -> dict:
     out: dict = {}
     order = [c for c in "ABCDEL" if c in targets and (c == "A" or c in args.configs)]
     for rnd in range(args.rounds):
-        for n in args.stream_counts:
+        for n, api in [(n, api) for n in args.stream_counts for api in args.stream_apis]:
             for name in order:
                 t = targets[name]
-                res = asyncio.run(streams.run(t.url("stream"), t.key, t.model("stream"), n, ramp_s=args.stream_ramp))
+                variant = "stream" if api == "chat" else "rstream"
+                res = asyncio.run(streams.run(t.url(variant), t.key, t.model(variant), n, ramp_s=args.stream_ramp,
+                                              api=api))
                 if t.pids:
                     res["rss_mb"] = procstat.rss_mb(t.pids)
-                out.setdefault(str(n), {}).setdefault(name, []).append(res)
-                print(f"round {rnd + 1} streams n={n:<5d} {name}: ttft p50 {res['ttft_p50_ms']:.2f} ms "
+                key = str(n) if api == "chat" else f"{n} responses"
+                out.setdefault(key, {}).setdefault(name, []).append(res)
+                print(f"round {rnd + 1} streams n={n:<5d} {api:9s} {name}: ttft p50 {res['ttft_p50_ms']:.2f} ms "
                       f"p99 {res['ttft_p99_ms']:.2f} ms stalls {res['stalls']} broken {res['broken']} "
                       f"max gap {res['max_gap_ms']:.0f} ms client lag {res['client_lag_ms']:.0f} ms", flush=True)
     summary = {}
@@ -332,8 +350,10 @@ def parse_args(argv: list[str] | None = None):
     ap.add_argument("--seconds", type=int, default=5, help="length of each measured wrk run")
     ap.add_argument("--warmup", type=int, default=1, help="discarded run before each measurement")
     ap.add_argument("--cases", default="fast@1,fast@64,fast@512,slow@64",
-                    help="variant@connections list; variants: fast, slow (20 ms upstream)")
+                    help="variant@connections list; variants: fast, slow (20 ms upstream); rfast, rslow: the "
+                         "same through /v1/responses")
     ap.add_argument("--streams", default="1,64,1000", help="concurrent stream counts ('' to skip)")
+    ap.add_argument("--stream-apis", default="chat", help="chat, responses or chat,responses")
     ap.add_argument("--stream-ramp", type=float, default=1.0, help="seconds over which streams are opened")
     ap.add_argument("--soak", type=int, default=0, help="requests for the soak run on D (0 skips; issue: 200000)")
     ap.add_argument("--workers", type=int, default=1)
@@ -342,6 +362,9 @@ def parse_args(argv: list[str] | None = None):
     args = ap.parse_args(argv)
     args.cases = [(c.split("@")[0], int(c.split("@")[1])) for c in args.cases.split(",") if c]
     args.stream_counts = [int(n) for n in args.streams.split(",") if n]
+    args.stream_apis = [a for a in args.stream_apis.split(",") if a]
+    if not set(args.stream_apis) <= {"chat", "responses"}:
+        ap.error("--stream-apis takes chat and/or responses")
     return args
 
 

@@ -42,7 +42,8 @@ def render(r: dict, names: dict[str, str]) -> str:
                        f"{_f(row['cpu_s_per_1k'], '{:.3f}')} | {_f(row.get('store_cpu_s_per_1k'), '{:.3f}')} | "
                        f"{_f(row['rss_mb'], '{:.0f}')} | {row['errors']} |")
     if r.get("streams"):
-        out += ["", "## Streams (64 chunks 20 ms apart, then usage and [DONE])", "",
+        out += ["", "## Streams (64 chunks 20 ms apart, then usage and [DONE]; \"N responses\": the same through "
+                "/v1/responses, ending with response.completed)", "",
                 "| streams | config | TTFT p50 ms | TTFT p99 ms | added TTFT p50 ms | max gap ms | stalls > 200 ms "
                 "| broken | RSS MB | client loop lag ms |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for n, per in r["streams"].items():
@@ -103,6 +104,25 @@ def targets(r: dict) -> list[str]:
               d["stalls"] == 0 and d["broken"] == 0 and (d["rss_mb"] or 0) < 200,
               f"{d['stalls']} stalls, {d['broken']} broken, RSS {_f(d['rss_mb'])} MB (the client's own loop lagged up "
               f"to {_f(d.get('client_lag_ms'))} ms; straight to the upstream, A, it saw {a.get('stalls', '-')} stalls)")
+    # issue #16: /v1/responses within 10 % of /v1/chat/completions on the same upstream, same run
+    for case, rcase in [(c, "r" + c) for c in w if not c.startswith("r") and "r" + c in w]:
+        for name in [n for n in ("D", "E") if n in w[case] and n in w[rcase]]:
+            chat, resp = w[case][name], w[rcase][name]
+            base = w[case].get("A")
+            ratio = resp["rps"] / chat["rps"] if chat["rps"] else 0
+            add_c = chat["p50_ms"] - base["p50_ms"] if base else chat["p50_ms"]
+            add_r = resp["p50_ms"] - (w[rcase]["A"]["p50_ms"] if "A" in w[rcase] else 0)
+            check(f"{name} /v1/responses within 10% of chat, {case}", ratio >= 0.9 and add_r <= add_c * 1.1 + 0.05,
+                  f"{ratio:.0%} of chat's RPS; added p50 {add_r:+.2f} ms vs chat's {add_c:+.2f} ms")
+    for n in [k for k in s if not k.endswith("responses") and f"{k} responses" in s]:
+        for name in [x for x in ("D", "E") if x in s[n] and x in s[f"{n} responses"]]:
+            chat, resp = s[n][name], s[f"{n} responses"][name]
+            add_c = chat["ttft_p50_ms"] - s[n]["A"]["ttft_p50_ms"] if "A" in s[n] else chat["ttft_p50_ms"]
+            ra = s[f"{n} responses"].get("A")
+            add_r = resp["ttft_p50_ms"] - ra["ttft_p50_ms"] if ra else resp["ttft_p50_ms"]
+            check(f"{name} /v1/responses stream TTFT within 10% of chat, {n} streams",
+                  add_r <= add_c * 1.1 + 0.05 and resp["broken"] == 0,
+                  f"added TTFT {add_r:+.2f} ms vs chat's {add_c:+.2f} ms, {resp['broken']} broken")
     if r.get("soak"):
         so = r["soak"]
         check("soak: RSS growth < 10%, no error, ledger verify green",

@@ -1,7 +1,9 @@
 """Stream client: N concurrent SSE streams, time to first token, gaps, stalls, integrity.
 
 Each stream must deliver the upstream's 64 content chunks in order (tok0 .. tok63),
-a usage chunk and `[DONE]`; anything else counts as broken. A stall is a gap of
+a usage chunk and `[DONE]` (Chat Completions), or 64 response.output_text.delta
+events in order and response.completed with usage (Responses, api="responses");
+anything else counts as broken. A stall is a gap of
 more than 200 ms between two chunks (the upstream sends one every 20 ms). The
 client's own event-loop lag is reported beside it: when the client itself falls
 behind (1,000 streams on a core it shares with nginx), gaps are its own.
@@ -18,7 +20,9 @@ STALL_S = 0.2
 EXPECTED = [f"tok{i} " for i in range(64)]
 
 
-async def one(session: aiohttp.ClientSession, url: str, key: str, model: str) -> dict:
+async def one(session: aiohttp.ClientSession, url: str, key: str, model: str, api: str = "chat") -> dict:
+    if api == "responses":
+        return await one_response(session, url, key, model)
     body = {"model": model, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 256,
             "messages": [{"role": "user", "content": "Count to sixty-four."}]}
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -56,6 +60,40 @@ async def one(session: aiohttp.ClientSession, url: str, key: str, model: str) ->
     return {"ok": done and usage and content == EXPECTED, "ttft": ttft, "max_gap": max_gap, "stalls": stalls}
 
 
+
+async def one_response(session: aiohttp.ClientSession, url: str, key: str, model: str) -> dict:
+    """One Responses stream: deltas from response.output_text.delta, the end at response.completed (with usage)."""
+    body = {"model": model, "stream": True, "max_output_tokens": 256, "input": "Count to sixty-four."}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    started = time.perf_counter()
+    ttft, last, max_gap, stalls = None, None, 0.0, 0
+    content: list[str] = []
+    usage = done = False
+    async with session.post(url, json=body, headers=headers) as r:
+        if r.status != 200:
+            return {"ok": False, "ttft": None, "max_gap": 0.0, "stalls": 0}
+        async for line in r.content:
+            if not line.startswith(b"data:"):
+                continue
+            now = time.perf_counter()
+            if last is not None:
+                gap = now - last
+                max_gap = max(max_gap, gap)
+                stalls += gap > STALL_S
+            last = now
+            data = line[5:].strip()
+            if b'"response.output_text.delta"' in data:
+                i = data.find(b'"delta":"')
+                piece = data[i + 9:data.index(b'"', i + 9)]
+                if ttft is None:
+                    ttft = now - started
+                content.append(piece.decode())
+            elif b'"response.completed"' in data:
+                done = True
+                usage = orjson.loads(data)["response"].get("usage") is not None
+    return {"ok": done and usage and content == EXPECTED, "ttft": ttft, "max_gap": max_gap, "stalls": stalls}
+
+
 _max_lag = 0.0
 
 
@@ -77,14 +115,15 @@ def pct(vals: list[float], q: float) -> float:
     return vals[min(len(vals) - 1, int(q * len(vals)))]
 
 
-async def run(url: str, key: str, model: str, n: int, ramp_s: float = 1.0, sequential: int = 10) -> dict:
+async def run(url: str, key: str, model: str, n: int, ramp_s: float = 1.0, sequential: int = 10,
+              api: str = "chat") -> dict:
     """n concurrent streams opened over ramp_s seconds; n == 1 runs `sequential` streams
     one after another, so the single-stream TTFT is a median, not one sample."""
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as s:
         async def guarded() -> dict:
             try:
-                return await one(s, url, key, model)
+                return await one(s, url, key, model, api)
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                 return {"ok": False, "ttft": None, "max_gap": 0.0, "stalls": 0}
 

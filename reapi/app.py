@@ -84,7 +84,7 @@ def models_route(gw: Gateway) -> ASGI:
     return stamped(run)
 
 
-def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
+def build_v1(gw: Gateway, models_app: ASGI, responses_app: ASGI) -> ASGI:
     """/v1/* beyond the exact hot paths: OpenAI's envelope, Anthropic's under /v1/messages."""
 
     async def unknown(scope: dict, receive: Receive, send: Send) -> None:
@@ -99,6 +99,8 @@ def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
             return await messages(gw, scope, receive, send)
         if path.startswith("/v1/models"):
             return await models_app(scope, receive, send)
+        if path == "/v1/responses" or path.startswith("/v1/responses/"):  # stored responses; each has its id
+            return await responses_app(scope, receive, send)
         if path == "/v1/chat/completions":
             return await chat_method(scope, receive, send)
         return await unknown_app(scope, receive, send)
@@ -111,8 +113,10 @@ def create_app(settings: Settings | None = None):
     setup_logging(settings.log_level)
     gw = Gateway(settings)
 
+    from reapi.api import responses  # the Responses wing: imported here, never by the chat path
+
     models_app = models_route(gw)
-    v1 = build_v1(gw, models_app)
+    v1 = build_v1(gw, models_app, partial(responses.stored, gw))
     admin = stamped(build_admin(gw))  # also /docs and /openapi.json until issue #12 moves them
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
@@ -120,6 +124,7 @@ def create_app(settings: Settings | None = None):
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
                                         ("POST", "/v1/messages"): partial(messages, gw),
+                                        ("POST", "/v1/responses"): partial(responses.create, gw),
                                         ("GET", "/v1/models"): models_app}
     # 2. exact public paths
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}

@@ -332,6 +332,10 @@ reapi demo is starting on {base} (SQLite file: {settings.database_url})
   curl {base}/v1/chat/completions \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
     -d '{{"model": "gpt-5.5", "messages": [{{"role": "user", "content": "Hello"}}], "stream": true}}'
+
+  curl {base}/v1/responses \\
+    -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
+    -d '{{"model": "gpt-5.5", "input": "Hello", "stream": true}}'
 """)
         time.sleep(0.2)
         from click import Context

@@ -25,6 +25,8 @@ __all__ = [
     "count_completion",
     "count_prompt",
     "count_prompt_async",
+    "count_responses_prompt",
+    "count_responses_prompt_async",
     "count_text",
     "counter_backend",
     "encoding",
@@ -296,3 +298,125 @@ async def count_prompt_async(body: dict, family: str = "openai") -> int:
     else:
         tokens = tally.count()
     return _apply_family(tokens, family)
+
+
+# --- counting a Responses request ---------------------------------------------------------
+
+def _tally_response_part(part: Any, tally: _Tally) -> None:
+    if not isinstance(part, dict):
+        tally.text(part)
+        return
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text") and isinstance(
+            part.get("text"), str):
+        tally.text(part["text"])
+    elif kind == "refusal" and isinstance(part.get("refusal"), str):
+        tally.text(part["refusal"])
+    elif kind == "input_image":
+        tally.fixed += IMAGE_TOKENS
+    elif kind == "input_file":
+        data = part.get("file_data")
+        if isinstance(data, str) and data:
+            tally.fixed += _ceil_div(len(data), FILE_B64_CHARS_PER_TOKEN)
+        else:
+            tally.fixed += FILE_REF_TOKENS
+        tally.text(part.get("filename"))
+    elif kind == "input_audio":
+        audio = part.get("input_audio")
+        data = audio.get("data") if isinstance(audio, dict) else None
+        tally.fixed += _ceil_div(len(data), AUDIO_B64_CHARS_PER_TOKEN) if isinstance(data, str) else 0
+    else:
+        tally.text(part)  # anything else: its JSON
+
+
+def _tally_response_item(item: Any, tally: _Tally) -> None:
+    tally.fixed += TOKENS_PER_MESSAGE
+    if not isinstance(item, dict):
+        tally.text(item)
+        return
+    kind = item.get("type", "message")
+    if kind == "message":
+        tally.text(item.get("role"))
+        _tally_response_content(item.get("content"), tally)
+    elif kind in ("function_call", "custom_tool_call"):
+        tally.fixed += TOKENS_PER_TOOL_CALL
+        for k in ("name", "arguments", "input", "call_id"):
+            tally.text(item.get(k))
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        tally.text(item.get("call_id"))
+        _tally_response_content(item.get("output"), tally)
+    elif kind == "reasoning":
+        # The summary is text; encrypted_content is the reasoning itself, sealed: counted by its length
+        # (base64 of the tokens and more, so never less than they are).
+        for part in item.get("summary") or ():
+            _tally_response_part(part, tally)
+        enc = item.get("encrypted_content")
+        if isinstance(enc, str):
+            tally.fixed += _ceil_div(len(enc), 4)
+    elif kind == "item_reference":
+        pass  # an item stored upstream: unknown here (settlement bills what the upstream counts)
+    else:
+        tally.text({k: v for k, v in item.items() if k != "id"})
+
+
+def _tally_response_content(content: Any, tally: _Tally) -> None:
+    if isinstance(content, list):
+        for part in content:
+            _tally_response_part(part, tally)
+    else:
+        tally.text(content)
+
+
+def _tally_responses_body(body: Any) -> _Tally:
+    tally = _Tally()
+    if not isinstance(body, dict):
+        tally.text(body)
+        return tally
+    if body.get("instructions") is not None:
+        tally.fixed += TOKENS_PER_MESSAGE
+        tally.text(body.get("instructions"))
+    inp = body.get("input")
+    if isinstance(inp, list):
+        for item in inp:
+            _tally_response_item(item, tally)
+    elif inp is not None:
+        tally.fixed += TOKENS_PER_MESSAGE
+        tally.text(inp)
+    tally.fixed += REPLY_PRIMING_TOKENS
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools:
+        tally.text(_json(tools))
+        tally.fixed += TOOLS_OVERHEAD_TOKENS
+    tally.text(body.get("tool_choice"))
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        tally.text(_json(fmt))
+    if body.get("prompt") is not None:
+        tally.text(body.get("prompt"))  # a stored prompt's variables (its template is upstream's)
+    return tally
+
+
+def count_responses_prompt(body: dict) -> int:
+    """Input tokens to hold for an already validated Responses request body (OpenAI's tokenizer).
+
+    `instructions` and a string `input` count as one message each (TOKENS_PER_MESSAGE + their text);
+    each input item TOKENS_PER_MESSAGE plus: a message its role and content (input_text/output_text
+    text, input_image IMAGE_TOKENS, input_file and input_audio by length, as for chat), a function
+    call its name, arguments and call id (+TOKENS_PER_TOOL_CALL), a call output its text, a reasoning
+    item its summary and its encrypted content at one token per 4 characters, an item_reference
+    nothing, anything else its JSON. Plus REPLY_PRIMING_TOKENS, the JSON of the tools plus
+    TOOLS_OVERHEAD_TOKENS, tool_choice, a json_schema text format and a prompt's variables. What
+    `previous_response_id` or `conversation` adds is stored upstream and unknown here: the hold is then
+    short and settlement bills the upstream's count (README "Responses API")."""
+    return _tally_responses_body(body).count()
+
+
+async def count_responses_prompt_async(body: dict) -> int:
+    """count_responses_prompt for the event loop (a thread above ASYNC_THRESHOLD_CHARS, as for chat)."""
+    if not vocab.loaded():
+        await asyncio.to_thread(warm)
+    tally = _tally_responses_body(body)
+    if tally.chars() > ASYNC_THRESHOLD_CHARS:
+        return await asyncio.to_thread(tally.count)
+    return tally.count()

@@ -1,4 +1,4 @@
-"""Offline mock LLM upstream speaking OpenAI Chat Completions and Anthropic Messages.
+"""Offline mock LLM upstream speaking OpenAI Chat Completions, OpenAI Responses and Anthropic Messages.
 
 Used by tests, the demo and benchmarks so the gateway runs end to end with no
 internet and no provider key.  See :mod:`reapi.mock_upstream.directives` for the

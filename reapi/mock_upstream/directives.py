@@ -344,6 +344,7 @@ class StreamScript:
     content: list[bytes]
     tail: bytes
     error_event: bytes  # the in-stream error event used by error_event_after
+    final: Any = None  # the finished object the stream describes (Responses: stored when the stream ends)
 
 
 @dataclass(slots=True)

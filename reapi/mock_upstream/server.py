@@ -4,6 +4,9 @@ Routes
     POST /v1/chat/completions   OpenAI Chat Completions (Authorization: Bearer KEY)
     POST /v1/messages           Anthropic Messages (x-api-key: KEY or Authorization: Bearer KEY;
                                 anthropic-version header required)
+    POST /v1/responses          OpenAI Responses (Authorization: Bearer KEY); stored unless store: false
+    GET/DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items
+                                the stored responses (404 for an id this mock did not make)
     GET  /v1/models             OpenAI model list (either auth header)
     GET/DELETE /_mock/requests  recorded requests (newest last, last 200) / clear
     GET  /_mock/stats           request and stream counters
@@ -14,11 +17,17 @@ benchmarks), else unit by unit with the delay in between.  A stream counts as
 *cancelled* when the client goes away before its end: a write fails, the handler
 is cancelled, or the connection is seen closed while waiting between chunks.
 ``[mock drop_after=N]`` streams are counted as ``streams_dropped``, not completed.
+
+Stored responses (Responses API): every response made without ``store: false`` is kept (the last
+10,000), with its input items. A ``background: true`` create answers ``status: "queued"`` without
+output or usage; each retrieve then moves it one step: ``in_progress``, then ``completed`` (the
+whole response with usage). ``cancel`` of a queued or in-progress background response makes it
+``cancelled`` (no output, no usage); of a finished one, a 400.
 """
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -26,7 +35,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import anthropic_format, openai_format
+from . import anthropic_format, openai_format, responses_format
 from .directives import (
     DirectiveError,
     Directives,
@@ -60,15 +69,17 @@ class MockState:
     """Per-app counters and the recorded-requests ring."""
 
     __slots__ = ("config", "requests", "n_requests", "streams_started", "streams_completed",
-                 "streams_cancelled", "streams_dropped")
+                 "streams_cancelled", "streams_dropped", "responses")
 
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self.requests: deque[dict[str, Any]] = deque(maxlen=200)
+        self.responses: OrderedDict[str, StoredResponse] = OrderedDict()
         self.reset()
 
     def reset(self) -> None:
         self.requests.clear()
+        self.responses.clear()
         self.n_requests = 0
         self.streams_started = 0
         self.streams_completed = 0
@@ -85,6 +96,26 @@ class MockState:
         }
 
 
+class StoredResponse:
+    """One stored Responses answer: the finished response, its input items and, for a background
+    response, how far it has got (0 queued, 1 in progress, 2 finished; -1 cancelled)."""
+
+    __slots__ = ("final", "items", "step")
+
+    def __init__(self, final: dict[str, Any], items: list[Any], background: bool) -> None:
+        self.final = final
+        self.items = items
+        self.step = 0 if background else 2
+
+    def view(self) -> dict[str, Any]:
+        if self.step == 2:
+            return self.final
+        status = {0: "queued", 1: "in_progress", -1: "cancelled"}[self.step]
+        return {**self.final, "status": status, "output": [], "usage": None, "incomplete_details": None,
+                "error": None}
+
+
+MAX_STORED = 10_000
 STATE = web.AppKey("reapi_mock_state", MockState)
 
 _JSON = "application/json"
@@ -132,12 +163,13 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 class _Format:
     """The per-format bits the shared handler needs."""
 
-    __slots__ = ("mod", "id_header", "anthropic")
+    __slots__ = ("mod", "id_header", "anthropic", "responses")
 
-    def __init__(self, mod: ModuleType, id_header: str, anthropic: bool) -> None:
+    def __init__(self, mod: ModuleType, id_header: str, anthropic: bool, responses: bool = False) -> None:
         self.mod = mod
         self.id_header = id_header
         self.anthropic = anthropic
+        self.responses = responses
 
     def error(self, status: int, message: str | None = None, type: str | None = None,
               param: str | None = None, code: str | None = None) -> web.Response:
@@ -166,6 +198,7 @@ class _Format:
 
 _OPENAI = _Format(openai_format, "x-request-id", anthropic=False)
 _ANTHROPIC = _Format(anthropic_format, "request-id", anthropic=True)
+_RESPONSES = _Format(responses_format, "x-request-id", anthropic=False, responses=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -205,6 +238,10 @@ async def _serve(request: web.Request, fmt: _Format) -> web.StreamResponse:
         return web.Response(status=499)
     if d.status is not None:
         return fmt.error(d.status, None, d.error_type, d.error_param, d.error_code)
+    previous = body.get("previous_response_id") if fmt.responses else None
+    if previous is not None and previous not in state.responses:
+        return fmt.error(404, f"Previous response with id '{previous}' not found.", "invalid_request_error",
+                         "previous_response_id", "previous_response_not_found")
 
     mod = fmt.mod
     plan = make_plan(
@@ -218,7 +255,10 @@ async def _serve(request: web.Request, fmt: _Format) -> web.StreamResponse:
         prompt_tokens=lambda: mod.count_prompt(body),
     )
     if not info.stream:
-        return _json(mod.build_response(plan, body), 200, {fmt.id_header: new_id("req_")})
+        out = mod.build_response(plan, body)
+        if fmt.responses:
+            out = dumps(_remember(state, body, orjson.loads(out)))
+        return _json(out, 200, {fmt.id_header: new_id("req_")})
 
     script = mod.build_stream(plan, body, fmt.stream_error(d) if d.error_event_after is not None else None)
     content = script.content
@@ -266,7 +306,36 @@ async def _serve(request: web.Request, fmt: _Format) -> web.StreamResponse:
             tr.close()  # flushes what was written, then FIN: no terminating chunk, no [DONE]
         return resp
     state.streams_completed += 1
+    if fmt.responses and script.final is not None and d.error_event_after is None:
+        _remember(state, {**body, "background": False}, script.final)
     return resp
+
+
+dumps = orjson.dumps
+
+
+def _remember(state: MockState, body: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """Store a Responses answer (unless store: false); returns what the create call answers."""
+    background = body.get("background") is True
+    if body.get("store") is False:
+        return final
+    items = []
+    for item in responses_format.input_items(body):
+        if isinstance(item, dict):
+            item = dict(item)
+            if item.get("type", "message") == "message":
+                item["type"] = "message"
+                if isinstance(item.get("content"), str):
+                    kind = "output_text" if item.get("role") == "assistant" else "input_text"
+                    item["content"] = [{"type": kind, "text": item["content"]}]
+                item.setdefault("status", "completed")
+            item.setdefault("id", new_id("msg_"))
+        items.append(item)
+    stored = StoredResponse(final, items, background)
+    state.responses[final["id"]] = stored
+    while len(state.responses) > MAX_STORED:
+        state.responses.popitem(last=False)
+    return stored.view()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -275,6 +344,78 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     return await _serve(request, _ANTHROPIC)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, _RESPONSES)
+
+
+def _stored(request: web.Request) -> tuple[MockState, StoredResponse | None, web.Response | None]:
+    """The stored response the path names, after recording the request and checking the key."""
+    state = request.app[STATE]
+    state.n_requests += 1
+    state.requests.append({"path": request.path, "headers": _headers(request), "body": None,
+                           "method": request.method})
+    key = state.config.api_key
+    if key is not None and not _OPENAI.authorized(request, key):
+        return state, None, _OPENAI.error(401)
+    rid = request.match_info["response_id"]
+    stored = state.responses.get(rid)
+    if stored is None:
+        return state, None, _OPENAI.error(404, f"No response found with id '{rid}'.", "invalid_request_error",
+                                          None, None)
+    return state, stored, None
+
+
+async def get_response(request: web.Request) -> web.Response:
+    state, stored, err = _stored(request)
+    if err is not None:
+        return err
+    if stored.step in (0, 1):
+        stored.step += 1
+    return _json(dumps(stored.view()))
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    state, stored, err = _stored(request)
+    if err is not None:
+        return err
+    rid = request.match_info["response_id"]
+    del state.responses[rid]
+    return _json(dumps({"id": rid, "object": "response", "deleted": True}))
+
+
+async def cancel_response(request: web.Request) -> web.Response:
+    state, stored, err = _stored(request)
+    if err is not None:
+        return err
+    if stored.step not in (0, 1, -1):
+        return _OPENAI.error(400, "Only a background response that has not finished can be cancelled.",
+                             "invalid_request_error", None, None)
+    stored.step = -1
+    return _json(dumps(stored.view()))
+
+
+async def list_input_items(request: web.Request) -> web.Response:
+    state, stored, err = _stored(request)
+    if err is not None:
+        return err
+    q = request.query
+    order = q.get("order", "desc")
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        return _OPENAI.error(400, "limit must be an integer", "invalid_request_error", "limit", None)
+    if order not in ("asc", "desc") or not 1 <= limit <= 100:
+        return _OPENAI.error(400, "order is asc|desc and limit 1-100", "invalid_request_error", "order", None)
+    items = list(stored.items) if order == "asc" else list(reversed(stored.items))
+    after = q.get("after")
+    if after:
+        ids = [i.get("id") if isinstance(i, dict) else None for i in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    page = items[:limit]
+    return _json(dumps({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                        "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}))
 
 
 async def models(request: web.Request) -> web.Response:
@@ -322,6 +463,11 @@ def create_app(config: MockConfig) -> web.Application:
     app[STATE] = MockState(config)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_get("/v1/responses/{response_id}", get_response)
+    app.router.add_delete("/v1/responses/{response_id}", delete_response)
+    app.router.add_post("/v1/responses/{response_id}/cancel", cancel_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_mock/requests", get_requests)
     app.router.add_delete("/_mock/requests", clear_requests)

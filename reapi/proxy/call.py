@@ -26,7 +26,8 @@ class Call:
 
     __slots__ = ("gw", "request_id", "key", "body", "model", "group", "price", "channel", "adapter",
                  "stream", "include_usage", "prompt_tokens", "n", "cap", "send_cap", "rules", "admitted_tokens",
-                 "hold", "headers", "started", "status", "code", "closed", "streaming", "usage", "charged", "conn")
+                 "hold", "headers", "started", "status", "code", "closed", "streaming", "usage", "charged", "conn",
+                 "ext")
 
     def __init__(self, gw: Gateway, request_id: str) -> None:
         self.gw = gw
@@ -47,3 +48,4 @@ class Call:
         self.usage: Usage | None = None  # what the call was charged on
         self.charged = 0  # nano-USD
         self.conn = None  # the client's connection when the server offers its lost hook (reapi.app)
+        self.ext = None  # a route's own state for its relay (Responses: reapi.proxy.responses.Extra)

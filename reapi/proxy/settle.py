@@ -100,9 +100,12 @@ def usage_so_far(call: Call, conv: StreamConverter) -> Usage:
     return usage
 
 
-async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send) -> None:
-    """A whole (non-streamed) answer: settle first, then send it with the cost it was charged."""
+async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send, before_send=None) -> None:
+    """A whole (non-streamed) answer: settle first, then send it with the cost it was charged; `before_send`
+    (an awaitable the route started, e.g. recording a Responses id) is awaited before the answer goes."""
     charged = await finish_ok(call, usage)
+    if before_send is not None:
+        await before_send
     call.headers.append((b"x-reapi-cost-usd", format_usd(charged).encode()))
     metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,

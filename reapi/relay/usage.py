@@ -100,3 +100,32 @@ def anthropic_stream_usage(started: dict, delta_usage: object) -> Usage | None:
     if delta_usage.get("output_tokens") is None:
         return None
     return anthropic_usage({**started, **{k: v for k, v in delta_usage.items() if v is not None}})
+
+
+def responses_usage(u: object) -> Usage | None:
+    """The Responses API's `usage`: input_tokens (incl. input_tokens_details.cached_tokens) and output_tokens
+    (incl. output_tokens_details.reasoning_tokens, billed as output, as OpenAI bills them). The reasoning
+    count must be a count too, and at most the output count; the details, when present, must be objects."""
+    if u is None:
+        return None
+    if not isinstance(u, dict):
+        _malformed("responses", "usage is not an object")
+        return None
+    details = u.get("input_tokens_details")
+    out_details = u.get("output_tokens_details")
+    for name, d in (("input_tokens_details", details), ("output_tokens_details", out_details)):
+        if d is not None and not isinstance(d, dict):
+            _malformed("responses", f"{name} is not an object")
+            return None
+    usage = checked_usage(u.get("input_tokens"), u.get("output_tokens"),
+                          details.get("cached_tokens") if details else None, fmt="responses")
+    if usage is not None and out_details:
+        try:
+            reasoning = _count(out_details.get("reasoning_tokens"), "reasoning")
+        except _Malformed as exc:
+            _malformed("responses", str(exc))
+            return None
+        if reasoning > usage.completion_tokens:
+            _malformed("responses", "reasoning is more than output")
+            return None
+    return usage

@@ -143,6 +143,22 @@ holds = Table(
     Column("closed_at", BigInteger, nullable=True),
 )
 
+# Stored Responses API answers (migration 0007): which channel made a response id, for whom. The key is
+# (account_id, id): an id only ever resolves for the account whose call made it. request_id is the call's
+# usage row; for a background response its hold stays open until its terminal status is seen.
+responses = Table(
+    "responses", metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("id", String(128), primary_key=True),  # the upstream's response id, [A-Za-z0-9_-]{1,128}
+    Column("channel_id", Integer, nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("model", String(200), nullable=False),  # the public model name the call was billed as
+    Column("request_id", String(64), nullable=False),
+    Column("background", Boolean, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),  # the gateway's count, billed if no usage is reported
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # Append-only: every change of a wallet's balance is one row here.
 ledger = Table(
     "ledger", metadata,
