@@ -184,6 +184,28 @@ def read_request(body: dict[str, Any]) -> RequestInfo:
     )
 
 
+def read_count_request(body: dict[str, Any]) -> str:
+    """Check a ``/v1/messages/count_tokens`` body (model and messages, as the real API requires);
+    return the text of its last user message, where directives are read. Raises ValueError."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("model: Field required")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages: at least one message is required")
+    for msg in reversed(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            text: list[str] = []
+            _blocks_text(msg.get("content"), text, tool_use=False)
+            return " ".join(text)
+    return ""
+
+
+def count_answer(input_tokens: int) -> bytes:
+    """The count_tokens answer: the same count a /v1/messages call reports as ``input_tokens``."""
+    return dumps({"input_tokens": input_tokens})
+
+
 # --------------------------------------------------------------------------------------
 # Responses
 # --------------------------------------------------------------------------------------

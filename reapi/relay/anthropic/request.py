@@ -304,6 +304,11 @@ def upstream_url(base_url: str) -> str:
     return base + "/v1/messages"
 
 
+def count_tokens_url(base_url: str) -> str:
+    """The channel's token-counting endpoint (POST /v1/messages/count_tokens)."""
+    return upstream_url(base_url) + "/count_tokens"
+
+
 def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: int | None) -> dict:
     _check_unsupported(body)
     if max_tokens is None:
