@@ -54,7 +54,7 @@ from reapi.proxy.call import Call, new_request_id
 from reapi.proxy.pipeline import Wire, refuse, serve
 from reapi.proxy.settle import finish_failed, respond_charged
 from reapi.proxy.stream import relay_stream
-from reapi.proxy.upstream import Stopped, Watch, forward, stopped_early, stream_ended, upstream_failure
+from reapi.proxy.upstream import Stopped, Watch, forward, stopped_early, stream_broken, stream_ended
 from reapi.relay.anthropic import ANTHROPIC_VERSION, error_from_anthropic, upstream_url, usage_from_anthropic
 from reapi.relay.base import StreamConverter, UpstreamRequest, Usage
 from reapi.relay.registry import adapter_for
@@ -211,7 +211,7 @@ async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send, wa
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, GatewayError) as exc:
         gw.health.record_failure(call.channel.id)
         err = exc if isinstance(exc, GatewayError) else (
-            _bad_response() if isinstance(exc, ValueError) else upstream_failure(exc))
+            _bad_response() if isinstance(exc, ValueError) else stream_broken(exc))
         await finish_failed(call, err.code or "upstream_error")
         raise err from None
     gw.health.record_success(call.channel.id)
