@@ -155,6 +155,15 @@ async def test_alias_names_are_unique_across_the_rate_card(gateway, upstream):
     assert listed == {MODEL: ["s4", "sonnet"], "claude-haiku-4-5": ["claude-sonnet-latest"]}
 
 
+async def test_public_pricing_shows_aliases(gateway, upstream):
+    await claude_setup(gateway, upstream)
+    status, _, raw = await gateway.raw("GET", "/pricing")
+    rows = {r["model"]: r for r in orjson.loads(raw)["data"]}
+    assert status == 200 and set(rows) == {MODEL, "claude-haiku-4-5"}  # aliases are not rows of their own
+    assert rows[MODEL]["aliases"] == sorted(ALIASES) and rows["claude-haiku-4-5"]["aliases"] == []
+    assert rows[MODEL]["input_usd_per_mtok"] == "3.00"
+
+
 def test_rfc3339_is_utc_seconds():
     from reapi.api.models import rfc3339
     assert rfc3339(1_767_225_600) == "2026-01-01T00:00:00Z"
