@@ -122,3 +122,26 @@ async def test_a_malformed_upstream_count_is_a_502_and_leaks_nothing(gateway, an
         assert [r["path"] for r in up.requests] == ["/v1/messages/count_tokens"]  # no redirect followed
     finally:
         await up.close()
+
+
+async def test_bounded_in_time_and_body_and_free_at_a_zero_balance(sqlite_url, upstream):
+    import time
+
+    from tests.harness import Gateway, gateway_settings
+    gateway = await Gateway(gateway_settings(sqlite_url, max_request_seconds=1, max_body_bytes=4096)).start()
+    try:
+        s = await setup(gateway, upstream, balance="0")
+        c = client(gateway, s["key"])
+        assert (await c.messages.count_tokens(model=MODEL, messages=user("hi [mock prompt_tokens=9]"))
+                ).input_tokens == 9  # free: no balance needed
+        started = time.monotonic()
+        with pytest.raises(anthropic.APIStatusError) as ei:
+            await c.messages.count_tokens(model=MODEL, messages=user("hi [mock delay_ms=5000]"))
+        assert ei.value.status_code == 504 and ei.value.body["error"]["type"] == "timeout_error"
+        assert time.monotonic() - started < 3
+        with pytest.raises(anthropic.APIStatusError) as ei:
+            await c.messages.count_tokens(model=MODEL, messages=user("x" * 5000))
+        assert ei.value.status_code == 413 and ei.value.body["error"]["type"] == "request_too_large"
+        assert await gateway.usage(s["account_id"]) == []
+    finally:
+        await gateway.stop()
