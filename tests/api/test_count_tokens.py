@@ -145,3 +145,11 @@ async def test_bounded_in_time_and_body_and_free_at_a_zero_balance(sqlite_url, u
         assert await gateway.usage(s["account_id"]) == []
     finally:
         await gateway.stop()
+
+
+def test_the_app_imports_count_tokens_only_on_its_first_call():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import sys, reapi.app; print('reapi.api.count_tokens' in sys.modules)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
