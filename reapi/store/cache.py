@@ -45,7 +45,7 @@ class Snapshot:
     # (group, model) -> priority tiers, highest first; each tier a list of enabled channels.
     pools: dict[tuple[str, str], list[list[Channel]]] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
-    # Model aliases (reapi.catalog, "aliases"): alias -> its model. An alias has the model's Price in
+    # Model aliases (README "Models and aliases"): alias -> its model. An alias has the model's Price in
     # `prices` (Price.model is the model's own name) and the model's tiers in `pools`, and every channel
     # serving the model maps the alias to the model's upstream name.
     aliases: dict[str, str] = field(default_factory=dict)
