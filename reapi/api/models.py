@@ -106,6 +106,8 @@ async def models(gw: Gateway, scope: dict, receive: Receive, send: Send, headers
     anthropic = header(scope, b"anthropic-version") is not None
     path = scope["path"].rstrip("/")
     try:
+        if scope["method"] != "GET":
+            raise GatewayError(405, "Use GET for /v1/models.", code="method_not_allowed")
         if path == "/v1/models":
             body = listed(gw, scope, anthropic)
         else:

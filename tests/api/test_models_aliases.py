@@ -77,6 +77,11 @@ async def test_openai_shape_has_a_real_created_and_accepts_x_api_key(gateway, up
     assert status == 200 and orjson.loads(raw)["id"] == MODEL
     status, _, raw = await gateway.raw("GET", "/v1/models", headers={"x-api-key": "sk-nope"})
     assert status == 401 and orjson.loads(raw)["error"]["code"] == "invalid_api_key"
+    status, _, raw = await gateway.raw("POST", "/v1/models", headers={"x-api-key": s["key"]})
+    assert status == 405 and orjson.loads(raw)["error"]["code"] == "method_not_allowed"
+    status, _, raw = await gateway.raw("DELETE", "/v1/models/sonnet", headers={"x-api-key": s["key"],
+                                                                             "anthropic-version": "2023-06-01"})
+    assert status == 405 and orjson.loads(raw)["error"]["type"] == "invalid_request_error"
 
 
 async def test_a_keys_allow_list_and_groups_shape_the_list(gateway, upstream):
