@@ -1,5 +1,6 @@
 """GET /v1/models in both shapes (anthropic SDK with x-api-key only, openai SDK) and model aliases: an
 alias routes, bills and is allowed as its model, and the answer echoes the name the client sent."""
+import asyncio
 import time
 from datetime import datetime, timezone
 
@@ -105,7 +106,7 @@ async def test_prices_change_the_list_at_the_next_snapshot(gateway, upstream):
         models = [m async for m in client(gateway, s["key"]).models.list()]
         if models and models[0].max_tokens == 64_000 and got == before:
             break
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     assert got == before
     assert {m.id: m.max_tokens for m in models} == {MODEL: 64_000, "claude-haiku-4-5": 64_000}
 
@@ -173,3 +174,23 @@ def test_rfc3339_is_utc_seconds():
     from reapi.api.models import rfc3339
     assert rfc3339(1_767_225_600) == "2026-01-01T00:00:00Z"
     assert datetime.fromisoformat(rfc3339(0).replace("Z", "+00:00")) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+async def test_an_alias_on_an_openai_channel_streams_and_echoes(gateway, upstream):
+    s = await gateway.setup(upstream)  # gpt-5.5 on an openai channel
+    view = await gateway.admin("GET", "/admin/models")
+    row = {k: v for k, v in view["data"][0].items() if k != "model"}
+    await gateway.admin("PUT", "/admin/models/gpt-5.5", {**row, "aliases": ["gpt"]}, expect=200)
+    oai = gateway.client(s["key"])
+    for _ in range(50):  # the next catalog snapshot knows the alias
+        if "gpt" in gateway.gw.catalog.snapshot.aliases:
+            break
+        await asyncio.sleep(0.05)
+    stream = await oai.chat.completions.create(model="gpt", messages=user("hi [mock words=3]"), stream=True,
+                                               stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert {c.model for c in chunks} == {"gpt"}
+    [sent] = [r for r in await upstream.requests() if r["path"] == "/v1/chat/completions"]
+    assert sent["body"]["model"] == "gpt-5.5"
+    [rec] = await gateway.usage(s["account_id"])
+    assert rec["model"] == "gpt-5.5" and rec["status"] == "ok"
