@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from reapi.billing.money import format_usd
-from tests.api.test_messages_route import MODEL, PRICE, client, upstream_bodies, user
+from tests.api.test_messages_route import MODEL, PRICE, client, user
 from tests.harness import UPSTREAM_KEY, Gateway, gateway_settings
 
 UPSTREAM_NAME = "claude-sonnet-4-6-20260101"
