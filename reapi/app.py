@@ -70,18 +70,20 @@ def answer(err: GatewayError) -> ASGI:
 
 
 def models_route(gw: Gateway) -> ASGI:
-    """GET /v1/models and /v1/models/{id} (OpenAI's envelope)."""
+    """GET /v1/models and /v1/models/{id} (OpenAI's envelope, Anthropic's for an anthropic-version request:
+    reapi.api.models); it stamps its own request id, which an Anthropic error body repeats."""
 
     async def run(scope: dict, receive: Receive, send: Send) -> None:
+        headers = [(b"x-request-id", new_request_id().encode())]
         try:
-            await models(gw, scope, receive, send, [])
+            await models(gw, scope, receive, send, headers)
         except GatewayError as err:
-            await send_error(send, err, [])
+            await send_error(send, err, headers)
         except Exception:
             log.exception("models route failed")
-            await send_error(send, INTERNAL_ERROR, [])
+            await send_error(send, INTERNAL_ERROR, headers)
 
-    return stamped(run)
+    return run
 
 
 def build_v1(gw: Gateway, models_app: ASGI, responses_app: ASGI) -> ASGI:

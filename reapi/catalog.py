@@ -3,6 +3,12 @@
 The store loads these from the database into memory (see reapi.store.cache) and
 swaps in a new snapshot whenever an admin change bumps the config version, so a
 request never queries the database for its key, channel or price.
+
+Model aliases are resolved when a snapshot is built (reapi.store.cache.load_snapshot), so the objects
+here need no alias logic of their own: an alias maps to its model's Price (whose `model` is the
+model's own name, the one usage records carry), to the model's channel tiers, each Channel's
+`model_map` maps the alias to the model's upstream name, and an ApiKey's `models` allow-list holds
+every name of each model it names.
 """
 from __future__ import annotations
 

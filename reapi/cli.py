@@ -169,18 +169,22 @@ def _long_context(value: str | None) -> dict | None:
 @click.option("--context-window", default=128000, type=int, show_default=True)
 @click.option("--max-output", default=16384, type=int, show_default=True)
 @click.option("--long-context", default=None, help="THRESHOLD:INPUT_MULT:OUTPUT_MULT, e.g. 272000:2:1.5")
-def models_set(model, input_, output, cached_input, cache_write, context_window, max_output, long_context) -> None:
-    """Set a model's price."""
+@click.option("--alias", "aliases", multiple=True,
+              help="Another name the model answers to and bills as (repeat); the set replaces the old one.")
+def models_set(model, input_, output, cached_input, cache_write, context_window, max_output, long_context,
+               aliases) -> None:
+    """Set a model's price (and its aliases)."""
     from reapi import operations as ops
 
     _op(ops.set_price, model, input_usd_per_mtok=input_, output_usd_per_mtok=output,
         cached_input_usd_per_mtok=cached_input, cache_write_usd_per_mtok=cache_write,
         context_window=context_window, max_output_tokens=max_output, long_context=_long_context(long_context),
+        aliases=list(aliases),
         hints={"model": "MODEL", "input_usd_per_mtok": "--input", "output_usd_per_mtok": "--output",
                "cached_input_usd_per_mtok": "--cached-input", "cache_write_usd_per_mtok": "--cache-write",
                "context_window": "--context-window", "max_output_tokens": "--max-output",
-               "long_context": "--long-context"})
-    click.echo(f"price for {model} set")
+               "long_context": "--long-context", "aliases": "--alias"})
+    click.echo(f"price for {model} set" + (f" (aliases: {', '.join(sorted(set(aliases)))})" if aliases else ""))
 
 
 @main.group()

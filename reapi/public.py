@@ -36,7 +36,8 @@ async def pricing(gw: Gateway) -> Answer:
             "cached_input_micro": p.cached_input_micro, "cache_write_micro": p.cache_write_micro,
             "context_window": p.context_window, "max_output_tokens": p.max_output_tokens,
             "lc_threshold_tokens": lc and lc.threshold_tokens, "lc_input_milli": lc and lc.input_multiplier_milli,
-            "lc_output_milli": lc and lc.output_multiplier_milli}))
+            "lc_output_milli": lc and lc.output_multiplier_milli,
+            "aliases": orjson.dumps(snap.aliases_of(name)).decode()}))
     return _json({"object": "list", "currency": "USD", "unit": "per 1M tokens", "data": data})
 
 

@@ -84,7 +84,11 @@ def test_the_price_set_by_the_cli_is_the_one_the_admin_api_would_store(cli, tmp_
     from reapi.store import queries
     from reapi.store.db import create_engine
 
-    cli("models", "set", "m", "--input", "1.25", "--output", "10", "--long-context", "272000:2:1.5")
+    out = cli("models", "set", "m", "--input", "1.25", "--output", "10", "--long-context", "272000:2:1.5",
+              "--alias", "m2", "--alias", "m-latest")
+    assert out.stdout.strip() == "price for m set (aliases: m-latest, m2)"
+    out = cli("models", "set", "n", "--input", "1", "--output", "2", "--alias", "m2", code=1)
+    assert "already an alias of model 'm'" in out.stderr
 
     async def stored():
         engine = create_engine(cli.env["REAPI_DATABASE_URL"])
@@ -98,7 +102,8 @@ def test_the_price_set_by_the_cli_is_the_one_the_admin_api_would_store(cli, tmp_
         "model": "m", "input_usd_per_mtok": "1.25", "output_usd_per_mtok": "10.00",
         "cached_input_usd_per_mtok": None, "cache_write_usd_per_mtok": None, "context_window": 128000,
         "max_output_tokens": 16384,
-        "long_context": {"threshold_tokens": 272000, "input_multiplier": "2.0", "output_multiplier": "1.5"}}
+        "long_context": {"threshold_tokens": 272000, "input_multiplier": "2.0", "output_multiplier": "1.5"},
+        "aliases": ["m-latest", "m2"]}
     assert (row["input_micro"], row["lc_input_milli"], row["lc_output_milli"]) == (1_250_000, 2000, 1500)
 
 

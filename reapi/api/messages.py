@@ -54,7 +54,7 @@ from reapi.proxy.call import Call, new_request_id
 from reapi.proxy.pipeline import Wire, refuse, serve
 from reapi.proxy.settle import finish_failed, respond_charged
 from reapi.proxy.stream import relay_stream
-from reapi.proxy.upstream import Stopped, Watch, forward, stopped_early, stream_ended, upstream_failure
+from reapi.proxy.upstream import Stopped, Watch, forward, stopped_early, stream_broken, stream_ended
 from reapi.relay.anthropic import ANTHROPIC_VERSION, error_from_anthropic, upstream_url, usage_from_anthropic
 from reapi.relay.base import StreamConverter, UpstreamRequest, Usage
 from reapi.relay.registry import adapter_for
@@ -139,17 +139,11 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     key = call.key
     call.body = validate(body)
     call.model = model = body["model"]
-    group = header(scope, b"x-reapi-group")
-    call.group = group = group.decode("latin-1").strip() if group else "default"
+    call.group = group = request_group(scope)
     call.stream = body.get("stream") is True
     call.include_usage = False
     call.price, tiers = resolve_model(gw, key, group, model)
-    tiers = [t for t in ([c for c in tier if c.type == "anthropic"] for tier in tiers) if t]
-    if not tiers:
-        raise GatewayError(404, f"The model '{model}' is not served by an Anthropic channel in group '{group}'; "
-                                "/v1/messages serves Claude models only (use /v1/chat/completions).",
-                           param="model", code="model_not_found")
-    call.channel = pick(tiers, gw.health.available)
+    call.channel = pick(anthropic_tiers(tiers, model, group), gw.health.available)
     call.adapter = adapter_for("anthropic")
     call.prompt_tokens = await tokens.count_prompt_async(_openai_view(body), "claude")
     call.n = 1
@@ -157,17 +151,37 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     await reserve(call, body["max_tokens"])  # a cap below the client's max_tokens (the model's, or the balance's)
 
 
-async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
-    """The client's body forwarded once (model and max_tokens rewritten); the answer as is."""
-    channel = call.channel
+def upstream_headers(channel: Channel, scope: dict) -> dict[str, str]:
+    """The channel's key, and the client's anthropic-version (default 2023-06-01) and anthropic-beta."""
     version = header(scope, b"anthropic-version")
     headers = {"x-api-key": channel.api_key, "content-type": "application/json",
                "anthropic-version": version.decode("latin-1") if version else ANTHROPIC_VERSION}
     beta = header(scope, b"anthropic-beta")
     if beta:
         headers["anthropic-beta"] = beta.decode("latin-1")
+    return headers
+
+
+def anthropic_tiers(tiers: list[list[Channel]], model: str, group: str) -> list[list[Channel]]:
+    """The model's channel tiers cut to `anthropic` channels; none -> 404."""
+    tiers = [t for t in ([c for c in tier if c.type == "anthropic"] for tier in tiers) if t]
+    if not tiers:
+        raise GatewayError(404, f"The model '{model}' is not served by an Anthropic channel in group '{group}'; "
+                                "/v1/messages serves Claude models only (use /v1/chat/completions).",
+                           param="model", code="model_not_found")
+    return tiers
+
+
+def request_group(scope: dict) -> str:
+    group = header(scope, b"x-reapi-group")
+    return group.decode("latin-1").strip() if group else "default"
+
+
+async def relay(call: Call, scope: dict, send: Send, receive: Receive) -> None:
+    """The client's body forwarded once (model and max_tokens rewritten); the answer as is."""
+    channel = call.channel
     body = {**call.body, "model": channel.upstream_model(call.model), "max_tokens": call.send_cap}
-    req = UpstreamRequest(upstream_url(channel.base_url), headers, orjson.dumps(body))
+    req = UpstreamRequest(upstream_url(channel.base_url), upstream_headers(channel, scope), orjson.dumps(body))
     await forward(call, send, receive, req, relay_events if call.stream else relay_message)
 
 
@@ -197,7 +211,7 @@ async def relay_message(call: Call, resp: aiohttp.ClientResponse, send: Send, wa
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, GatewayError) as exc:
         gw.health.record_failure(call.channel.id)
         err = exc if isinstance(exc, GatewayError) else (
-            _bad_response() if isinstance(exc, ValueError) else upstream_failure(exc))
+            _bad_response() if isinstance(exc, ValueError) else stream_broken(exc))
         await finish_failed(call, err.code or "upstream_error")
         raise err from None
     gw.health.record_success(call.channel.id)
@@ -353,6 +367,9 @@ WIRE = Wire(body=error_json, event=error_event)
 
 
 async def messages(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None:
+    if scope["path"].rstrip("/") == "/v1/messages/count_tokens":
+        from reapi.api.count_tokens import count_tokens  # not on the chat path: imported on its first call
+        return await count_tokens(gw, scope, receive, send)
     call = Call(gw, new_request_id())
     if scope["path"].rstrip("/") != "/v1/messages":
         return await refuse(send, call, WIRE, GatewayError(404, f"Unknown route {scope['path']}.",

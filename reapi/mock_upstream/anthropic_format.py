@@ -13,6 +13,9 @@ Stream (named SSE events, in the real order)::
     message_delta        stop_reason + cumulative usage (input/cache/output tokens)
     message_stop
 
+Structured outputs: with ``output_config.format`` (or the beta ``output_format``) of type json_schema,
+a text answer is a JSON value valid against the schema (reapi.mock_upstream.json_schema).
+
 Usage: ``input_tokens`` excludes cache reads/writes as in the real API; the mock
 reports ``[mock cached_tokens=N]`` as ``cache_read_input_tokens`` and
 ``[mock cache_write_tokens=N]`` as ``cache_creation_input_tokens`` without changing
@@ -21,6 +24,7 @@ call's name + arguments tokens).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -34,6 +38,7 @@ from .directives import (
     new_id,
     split_arguments,
 )
+from .json_schema import instance
 
 dumps = orjson.dumps
 
@@ -184,6 +189,28 @@ def read_request(body: dict[str, Any]) -> RequestInfo:
     )
 
 
+def read_count_request(body: dict[str, Any]) -> str:
+    """Check a ``/v1/messages/count_tokens`` body (model and messages, as the real API requires);
+    return the text of its last user message, where directives are read. Raises ValueError."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("model: Field required")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages: at least one message is required")
+    for msg in reversed(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            text: list[str] = []
+            _blocks_text(msg.get("content"), text, tool_use=False)
+            return " ".join(text)
+    return ""
+
+
+def count_answer(input_tokens: int) -> bytes:
+    """The count_tokens answer: the same count a /v1/messages call reports as ``input_tokens``."""
+    return dumps({"input_tokens": input_tokens})
+
+
 # --------------------------------------------------------------------------------------
 # Responses
 # --------------------------------------------------------------------------------------
@@ -204,7 +231,31 @@ def _stop(plan: Plan) -> str:
     return STOP.get(plan.finish, plan.finish)
 
 
+def output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of Claude's structured outputs in a request: ``output_config.format`` (GA) or the
+    beta top-level ``output_format``, when its type is json_schema."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None:
+        fmt = body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        return fmt["schema"]
+    return None
+
+
+def structured(plan: Plan, body: dict[str, Any]) -> Plan:
+    """A text answer under structured outputs: a JSON value that validates against the schema, in
+    pieces (each a streamed text delta); output_tokens counts its tokens (plus any thinking)."""
+    schema = output_schema(body)
+    if schema is None or plan.tool_call is not None:
+        return plan
+    text = dumps(instance(schema)).decode()
+    return replace(plan, tokens=tuple(split_arguments(text)),
+                   completion_tokens=len(plan.thinking) + count_pieces([text]))
+
+
 def build_response(plan: Plan, body: dict[str, Any]) -> bytes:
+    plan = structured(plan, body)
     content: list[dict[str, Any]] = []
     if plan.thinking:
         content.append({"type": "thinking", "thinking": "".join(plan.thinking), "signature": THINKING_SIGNATURE})
@@ -248,6 +299,7 @@ def _block_stop(index: int) -> bytes:
 
 
 def build_stream(plan: Plan, body: dict[str, Any], error: dict[str, Any] | None) -> StreamScript:
+    plan = structured(plan, body)
     message: dict[str, Any] = {
         "id": new_id("msg_"),
         "type": "message",

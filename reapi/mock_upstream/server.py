@@ -7,6 +7,7 @@ Routes
     POST /v1/responses          OpenAI Responses (Authorization: Bearer KEY); stored unless store: false
     GET/DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items
                                 the stored responses (404 for an id this mock did not make)
+    POST /v1/messages/count_tokens  Anthropic token counting (same auth; the prompt as /v1/messages counts it)
     GET  /v1/models             OpenAI model list (either auth header)
     GET/DELETE /_mock/requests  recorded requests (newest last, last 200) / clear
     GET  /_mock/stats           request and stream counters
@@ -416,6 +417,30 @@ async def list_input_items(request: web.Request) -> web.Response:
     page = items[:limit]
     return _json(dumps({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                         "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}))
+async def count_tokens(request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens: the prompt counted as /v1/messages counts it (``[mock
+    prompt_tokens=N]`` wins; ``[mock status=N]`` and ``[mock delay_ms=N]`` apply)."""
+    raw = await request.read()
+        body: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    state.requests.append({"path": request.path, "headers": _headers(request), "body": body})
+    fmt = _ANTHROPIC
+    if state.config.api_key is not None and not fmt.authorized(request, state.config.api_key):
+        return fmt.error(401)
+    if "anthropic-version" not in request.headers:
+        return fmt.error(400, "anthropic-version: header is required")
+    if not isinstance(body, dict):
+        return fmt.error(400, "We could not parse the JSON body of your request.")
+        d = parse_directives(anthropic_format.read_count_request(body))
+    except ValueError as e:
+        return fmt.error(400, str(e), code="mock_directive" if isinstance(e, DirectiveError) else None)
+    if d.delay_ms and not await _wait(request, d.delay_ms / 1000):
+        return web.Response(status=499)
+    if d.status is not None:
+        return fmt.error(d.status, None, d.error_type, d.error_param, d.error_code)
+    n = d.prompt_tokens if d.prompt_tokens is not None else anthropic_format.count_prompt(body)
+    return _json(anthropic_format.count_answer(n), 200, {fmt.id_header: new_id("req_")})
 
 
 async def models(request: web.Request) -> web.Response:
@@ -468,6 +493,7 @@ def create_app(config: MockConfig) -> web.Application:
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
     app.router.add_post("/v1/responses/{response_id}/cancel", cancel_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_mock/requests", get_requests)
     app.router.add_delete("/_mock/requests", clear_requests)

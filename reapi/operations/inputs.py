@@ -50,6 +50,7 @@ BaseUrl = Annotated[str, StringConstraints(max_length=2000), AfterValidator(chec
 # Sent as a header value on every upstream call: visible ASCII only, so CR/LF can never split it.
 ApiKey = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
 Names = Annotated[list[Name], Field(min_length=1, max_length=1000)]
+MAX_ALIASES = 100  # per model
 
 
 class Strict(BaseModel):
@@ -96,6 +97,7 @@ class ModelIn(Strict):
     context_window: int = Field(gt=0, le=I32)
     max_output_tokens: int = Field(gt=0, le=I32)
     long_context: LongContextIn | None = None
+    aliases: Annotated[list[Name], Field(max_length=MAX_ALIASES)] | None = None  # extra names; [] or None: none
 
 
 class GroupIn(Strict):

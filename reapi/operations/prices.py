@@ -1,11 +1,13 @@
 """The rate card: one function turns an operator's decimal strings into the stored row."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reapi.billing.money import format_multiplier, format_rate
+from reapi.errors import GatewayError, bad_request
 from reapi.operations import money
 from reapi.operations.inputs import ModelIn, NameIn, checked
 from reapi.store import queries
@@ -16,13 +18,15 @@ Money = str | int
 def price_row(*, input_usd_per_mtok: Money, output_usd_per_mtok: Money,
               cached_input_usd_per_mtok: Money | None = None, cache_write_usd_per_mtok: Money | None = None,
               context_window: int, max_output_tokens: int,
-              long_context: Mapping[str, Any] | None = None) -> dict:
+              long_context: Mapping[str, Any] | None = None, aliases: Sequence[str] | None = None) -> dict:
     """The stored row of one model's price. `long_context` is
-    {threshold_tokens, input_multiplier, output_multiplier} or None. Raises GatewayError(400)."""
+    {threshold_tokens, input_multiplier, output_multiplier} or None; `aliases` the model's extra
+    names (stored as a sorted JSON list, None when there are none). Raises GatewayError(400)."""
     p = checked(ModelIn, input_usd_per_mtok=input_usd_per_mtok, output_usd_per_mtok=output_usd_per_mtok,
                 cached_input_usd_per_mtok=cached_input_usd_per_mtok,
                 cache_write_usd_per_mtok=cache_write_usd_per_mtok, context_window=context_window,
-                max_output_tokens=max_output_tokens, long_context=long_context)
+                max_output_tokens=max_output_tokens, long_context=long_context,
+                aliases=list(aliases) if aliases is not None else None)
 
     def optional(value: Money | None, param: str) -> int | None:
         return None if value is None else money.rate(value, param)
@@ -32,7 +36,8 @@ def price_row(*, input_usd_per_mtok: Money, output_usd_per_mtok: Money,
            "cached_input_micro": optional(p.cached_input_usd_per_mtok, "cached_input_usd_per_mtok"),
            "cache_write_micro": optional(p.cache_write_usd_per_mtok, "cache_write_usd_per_mtok"),
            "context_window": p.context_window, "max_output_tokens": p.max_output_tokens,
-           "lc_threshold_tokens": None, "lc_input_milli": None, "lc_output_milli": None}
+           "lc_threshold_tokens": None, "lc_input_milli": None, "lc_output_milli": None,
+           "aliases": orjson.dumps(sorted(set(p.aliases))).decode() if p.aliases else None}
     lc = p.long_context
     if lc is not None:
         row.update(lc_threshold_tokens=lc.threshold_tokens,
@@ -41,12 +46,37 @@ def price_row(*, input_usd_per_mtok: Money, output_usd_per_mtok: Money,
     return row
 
 
+def alias_conflict(name: str, owner: str) -> GatewayError:
+    what = "a model" if name == owner else f"an alias of model '{owner}'"
+    return GatewayError(409, f"The name '{name}' is already {what}; a model's name and aliases must be "
+                             "unique across the rate card.", type="invalid_request_error", param="aliases",
+                        code="model_name_taken")
+
+
+async def check_names(conn: AsyncConnection, model: str, aliases: list[str]) -> None:
+    """409 when `model` or one of its aliases is already another model's name or alias."""
+    if model in aliases:
+        raise bad_request(f"aliases: '{model}' is the model's own name.", param="aliases")
+    taken = await queries.model_names(conn)  # name -> the model it belongs to
+    for name in (model, *aliases):
+        owner = taken.get(name)
+        if owner is not None and owner != model:
+            raise alias_conflict(name, owner)
+
+
 async def set_price(conn: AsyncConnection, model: str, **price: Any) -> dict:
-    """Create or replace `model`'s price (keyword arguments of price_row); returns the stored row."""
+    """Create or replace `model`'s price (keyword arguments of price_row, `aliases` included: a PUT
+    replaces them too); returns the stored row."""
     checked(NameIn, {"name": "model"}, name=model)
     row = price_row(**price)
+    await check_names(conn, model, aliases_of(row))
     await queries.put_model(conn, model, row)
     return {"name": model, **row}
+
+
+def aliases_of(row: Mapping[str, Any]) -> list[str]:
+    raw = row.get("aliases")
+    return orjson.loads(raw) if raw else []
 
 
 def price_view(r: Mapping[str, Any]) -> dict:
@@ -65,4 +95,4 @@ def price_view(r: Mapping[str, Any]) -> dict:
             "cached_input_usd_per_mtok": opt(r["cached_input_micro"]),
             "cache_write_usd_per_mtok": opt(r["cache_write_micro"]),
             "context_window": r["context_window"], "max_output_tokens": r["max_output_tokens"],
-            "long_context": lc}
+            "long_context": lc, "aliases": aliases_of(r)}

@@ -108,7 +108,7 @@ async def place_hold(call: Call) -> HoldResult:
 
     req = HoldRequest(
         request_id=call.request_id, account_id=call.key.account_id, key_id=call.key.id,
-        key_spend_limit_nano=call.key.spend_limit_nano, model=call.model, group=call.group,
+        key_spend_limit_nano=call.key.spend_limit_nano, model=call.price.model, group=call.group,
         channel_id=call.channel.id, stream=call.stream, worst_nano=cost_nano(price, prompt, call.cap * n),
         resize=resize)
     gw = call.gw

@@ -14,7 +14,7 @@ from reapi.asgi import Send
 from reapi.errors import GatewayError
 from reapi.proxy.call import Call
 from reapi.proxy.settle import counted_usage, finish_failed, finish_ok, respond_charged, usage_so_far
-from reapi.proxy.upstream import Stopped, Watch, stopped_early, stream_ended, too_long, upstream_failure
+from reapi.proxy.upstream import Stopped, Watch, stopped_early, stream_broken, stream_ended, too_long
 from reapi.relay.base import StreamConverter
 from reapi.relay.scrub import redact_output
 
@@ -52,10 +52,11 @@ async def relay_whole(call: Call, resp: aiohttp.ClientResponse, send: Send, watc
         raise
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         gw.health.record_failure(call.channel.id)
-        await finish_failed(call, "upstream_error")
-        raise upstream_failure(exc) if not isinstance(exc, ValueError) else GatewayError(
+        err = stream_broken(exc) if not isinstance(exc, ValueError) else GatewayError(
             502, "The upstream returned a malformed completion.", type="upstream_error",
-            code="upstream_bad_response") from None
+            code="upstream_bad_response")
+        await finish_failed(call, err.code or "upstream_error")
+        raise err from None
     gw.health.record_success(call.channel.id)
     if usage is None:
         usage = counted_usage(call, completion_text(orjson.loads(out)))
@@ -123,7 +124,7 @@ async def relay_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, wat
     except GatewayError as exc:
         failure = exc
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        failure = upstream_failure(exc)
+        failure = stream_broken(exc)  # the connection dropped (or a line too long) mid-stream
 
     if failure is None and not conv.finished and conv.usage is None:
         failure = stream_ended()

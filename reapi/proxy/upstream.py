@@ -33,6 +33,15 @@ def upstream_failure(exc: BaseException) -> GatewayError:
                         type="upstream_error", code="upstream_unreachable")
 
 
+def stream_broken(exc: BaseException) -> GatewayError:
+    """The upstream's answer cut off after its headers came (the connection dropped mid-stream or
+    mid-body): upstream_stream_error; a read timeout stays upstream_timeout."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return upstream_failure(exc)
+    return GatewayError(502, "The upstream provider's answer broke off before its end. The call was not charged.",
+                        type="upstream_error", code="upstream_stream_error")
+
+
 def too_long(call: Call, charged: bool) -> GatewayError:
     """504 for a call cut at its deadline (REAPI_MAX_REQUEST_SECONDS, the whole relay included)."""
     outcome = ("It was charged for the output delivered before the cut." if charged

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 from sqlalchemy import select, update
@@ -45,27 +45,54 @@ class Snapshot:
     # (group, model) -> priority tiers, highest first; each tier a list of enabled channels.
     pools: dict[tuple[str, str], list[list[Channel]]] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
+    # Model aliases (README "Models and aliases"): alias -> its model. An alias has the model's Price in
+    # `prices` (Price.model is the model's own name) and the model's tiers in `pools`, and every channel
+    # serving the model maps the alias to the model's upstream name.
+    aliases: dict[str, str] = field(default_factory=dict)
+    created: dict[str, int] = field(default_factory=dict)  # model -> when it was first priced (unix s)
+    views: dict = field(default_factory=dict)  # answers prebuilt from this snapshot (reapi.api.models)
 
     def served_models(self, groups: tuple[str, ...] | None) -> list[str]:
-        """Models with a price and at least one enabled channel in one of `groups` (None: any)."""
-        out = {m for (g, m) in self.pools if m in self.prices and (groups is None or g in groups)}
+        """Models with a price and at least one enabled channel in one of `groups` (None: any); their own
+        names, not their aliases."""
+        aliases = self.aliases
+        out = {m for (g, m) in self.pools
+               if m in self.prices and m not in aliases and (groups is None or g in groups)}
         return sorted(out)
+
+    def aliases_of(self, model: str) -> list[str]:
+        return sorted(a for a, m in self.aliases.items() if m == model)
+
+
+def read_aliases(rows: list[dict]) -> dict[str, str]:
+    """alias -> model from the models' rows. The admin API refuses a name taken twice (409); should the
+    store hold one anyway (two writers racing), a model's own name wins, then the first model by name."""
+    names = {r["name"] for r in rows}
+    out: dict[str, str] = {}
+    for r in sorted(rows, key=lambda r: r["name"]):
+        for alias in orjson.loads(r["aliases"]) if r["aliases"] else ():
+            if alias in names or alias in out:
+                log.warning("model alias %r of %r ignored: the name is taken", alias, r["name"])
+                continue
+            out[alias] = r["name"]
+    return out
+
+
+def with_aliases(names: tuple[str, ...] | None, aliases: dict[str, str],
+                 by_model: dict[str, list[str]]) -> tuple[str, ...] | None:
+    """A key's model allow-list with every name of each model it names (a model's or an alias)."""
+    if names is None:
+        return None
+    models = {aliases.get(n, n) for n in names}
+    return tuple(sorted(set(names) | models | {a for m in models for a in by_model.get(m, ())}))
 
 
 async def load_snapshot(conn: AsyncConnection) -> Snapshot:
     snap = Snapshot()
     snap.version = (await conn.execute(
         select(schema.meta.c.value).where(schema.meta.c.key == "config_version"))).scalar_one()
-    by_workspace = {"chat": snap.keys, "tasks": snap.task_keys}
-    for r in (await conn.execute(select(schema.api_keys).where(schema.api_keys.c.revoked_at.is_(None)))).mappings():
-        keys = by_workspace.get(r["workspace"])
-        if keys is None:  # a workspace this release does not serve: its keys open nothing
-            continue
-        keys[r["key_hash"]] = ApiKey(
-            id=r["id"], account_id=r["account_id"], name=r["name"], groups=_tuple_or_none(r["groups"]),
-            models=_tuple_or_none(r["models"]), spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"],
-            workspace=r["workspace"])
-    for r in (await conn.execute(select(schema.models))).mappings():
+    rows = [dict(r) for r in (await conn.execute(select(schema.models))).mappings()]
+    for r in rows:
         lc = None
         if r["lc_threshold_tokens"] is not None:
             lc = LongContext(r["lc_threshold_tokens"], r["lc_input_milli"], r["lc_output_milli"])
@@ -73,6 +100,21 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
             model=r["name"], input_micro=r["input_micro"], output_micro=r["output_micro"],
             cached_input_micro=r["cached_input_micro"], cache_write_micro=r["cache_write_micro"],
             context_window=r["context_window"], max_output_tokens=r["max_output_tokens"], long_context=lc)
+        snap.created[r["name"]] = r["created_at"] // 1000
+    snap.aliases = aliases = read_aliases(rows)
+    by_model: dict[str, list[str]] = {}
+    for alias, model in aliases.items():
+        snap.prices[alias] = snap.prices[model]
+        by_model.setdefault(model, []).append(alias)
+    by_workspace = {"chat": snap.keys, "tasks": snap.task_keys}
+    for r in (await conn.execute(select(schema.api_keys).where(schema.api_keys.c.revoked_at.is_(None)))).mappings():
+        keys = by_workspace.get(r["workspace"])
+        if keys is None:  # a workspace this release does not serve: its keys open nothing
+            continue
+        keys[r["key_hash"]] = ApiKey(
+            id=r["id"], account_id=r["account_id"], name=r["name"], groups=_tuple_or_none(r["groups"]),
+            models=with_aliases(_tuple_or_none(r["models"]), aliases, by_model),
+            spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"], workspace=r["workspace"])
     snap.groups["default"] = Group("default")
     for r in (await conn.execute(select(schema.groups))).mappings():
         snap.groups[r["name"]] = Group(r["name"], r["rpm"], r["tpm"], r["total_rpm"], r["total_tpm"])
@@ -83,12 +125,19 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
             models=tuple(orjson.loads(r["models"])), groups=tuple(orjson.loads(r["groups"])),
             priority=r["priority"], weight=r["weight"], model_map=orjson.loads(r["model_map"]),
             enabled=bool(r["enabled"]))
+        extra = {a: ch.upstream_model(m) for m in ch.models for a in by_model.get(m, ())}
+        if extra:  # the channel answers to its models' aliases, under the models' upstream names
+            ch = replace(ch, model_map={**ch.model_map, **extra})
         snap.channels[ch.id] = ch
         if not ch.enabled or ch.weight <= 0:
             continue
         for g in ch.groups:
             for m in ch.models:
+                if m in aliases:  # a channel listing an alias by name: the alias routes as its model
+                    continue
                 tiers.setdefault((g, m), {}).setdefault(ch.priority, []).append(ch)
+                for a in by_model.get(m, ()):
+                    tiers.setdefault((g, a), {}).setdefault(ch.priority, []).append(ch)
     for pool_key, by_priority in tiers.items():
         snap.pools[pool_key] = [by_priority[p] for p in sorted(by_priority, reverse=True)]
     return snap

@@ -78,13 +78,24 @@ async def delete_channel(conn: AsyncConnection, cid: int) -> bool:
 # --- models (rate card) -----------------------------------------------------------------
 
 async def put_model(conn: AsyncConnection, name: str, v: dict) -> None:
-    values = dict(v, updated_at=now_ms())
+    now = now_ms()
+    values = dict(v, updated_at=now)
     exists = (await conn.execute(select(M.c.name).where(M.c.name == name))).first()
     if exists:
         await conn.execute(update(M).where(M.c.name == name).values(**values))
     else:
-        await conn.execute(insert(M).values(name=name, **values))
+        await conn.execute(insert(M).values(name=name, created_at=now, **values))
     await bump_version(conn)
+
+
+async def model_names(conn: AsyncConnection) -> dict[str, str]:
+    """Every name on the rate card, the models' own and their aliases, -> the model it names."""
+    out: dict[str, str] = {}
+    for name, aliases in (await conn.execute(select(M.c.name, M.c.aliases))).all():
+        out[name] = name
+        for alias in orjson.loads(aliases) if aliases else ():
+            out[alias] = name
+    return out
 
 
 async def list_models(conn: AsyncConnection) -> list[dict]:

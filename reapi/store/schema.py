@@ -74,6 +74,8 @@ models = Table(
     Column("lc_input_milli", Integer, nullable=True),
     Column("lc_output_milli", Integer, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
+    Column("aliases", Text, nullable=True),  # JSON list of extra names (NULL: none); unique across models
+    Column("created_at", BigInteger, nullable=False, server_default="0"),  # first priced (ms)
 )
 
 groups = Table(

@@ -284,7 +284,7 @@ async def test_upstream_errors_are_mapped_and_not_charged(gateway, upstream, dir
     ({"n": 2}, "n"),
     ({"logprobs": True}, "logprobs"),
     ({"seed": 7}, "seed"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
 ])
 async def test_unsupported_param_is_refused_before_upstream(gateway, upstream, kwargs, param):
     s = await setup(gateway, upstream)
@@ -292,6 +292,7 @@ async def test_unsupported_param_is_refused_before_upstream(gateway, upstream, k
     with pytest.raises(openai.BadRequestError) as ei:
         await gateway.client(s["key"]).chat.completions.create(model=MODEL, messages=user("hi"), **kwargs)
     assert ei.value.status_code == 400 and ei.value.param == param
+    assert ei.value.code == "unsupported_parameter"
     assert param in ei.value.message
     assert await upstream.requests() == []  # nothing was sent upstream
     assert await gateway.balance(s["account_id"]) == before  # and nothing was charged

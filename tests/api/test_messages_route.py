@@ -250,7 +250,7 @@ async def test_wrong_method_route_and_group(gateway, upstream):
     s = await setup(gateway, upstream)
     status, _, raw = await gateway.raw("GET", "/v1/messages", headers={"x-api-key": s["key"]})
     assert status == 405 and error_of(raw)["type"] == "invalid_request_error"
-    status, _, raw = await gateway.raw("POST", "/v1/messages/count_tokens", json={}, headers={"x-api-key": s["key"]})
+    status, _, raw = await gateway.raw("POST", "/v1/messages/batches", json={}, headers={"x-api-key": s["key"]})
     assert status == 404 and error_of(raw)["type"] == "not_found_error"
     body = {"model": MODEL, "max_tokens": 5, "messages": user("hi")}
     status, _, raw = await post(gateway, body, {"x-api-key": s["key"], "x-reapi-group": "nope"})

@@ -23,7 +23,7 @@ async def test_upgrade_from_0004_adds_the_responses_table(store_url):
             await conn.execute(text("INSERT INTO wallets (account_id, wallet, balance_nano) VALUES "
                                     "(1, 'chat', 0), (1, 'tasks', 0), (2, 'chat', 0), (2, 'tasks', 0)"))
         await engine.dispose()
-        await asyncio.to_thread(command.upgrade, cfg, "head")
+        await asyncio.to_thread(command.upgrade, cfg, "0007")
         async with engine.connect() as conn:
             assert (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar() == "0007"
             assert (await conn.exec_driver_sql("SELECT count(*) FROM accounts")).scalar() == 2

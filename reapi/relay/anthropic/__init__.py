@@ -10,11 +10,13 @@ from reapi.relay.anthropic.adapter import ADAPTER, AnthropicAdapter
 from reapi.relay.anthropic.errors import error_from_anthropic
 from reapi.relay.anthropic.request import (ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS, HONOURED_PARAMS, IGNORED_PARAMS,
                                            MIN_THINKING_BUDGET, THINKING_BUDGETS, UNSUPPORTED_PARAMS,
-                                           build_payload, convert_messages, thinking_budget, upstream_url)
+                                           build_payload, convert_messages, count_tokens_url, thinking_budget,
+                                           upstream_url)
 from reapi.relay.anthropic.stream import AnthropicStreamConverter
 from reapi.relay.anthropic.usage import finish_reason, openai_usage, usage_from_anthropic
 
 __all__ = ["ADAPTER", "ANTHROPIC_VERSION", "AnthropicAdapter", "AnthropicStreamConverter", "DEFAULT_MAX_TOKENS",
            "HONOURED_PARAMS", "IGNORED_PARAMS", "MIN_THINKING_BUDGET", "THINKING_BUDGETS", "UNSUPPORTED_PARAMS",
-           "build_payload", "convert_messages", "error_from_anthropic", "finish_reason", "openai_usage",
+           "build_payload", "convert_messages", "count_tokens_url", "error_from_anthropic", "finish_reason",
+           "openai_usage",
            "thinking_budget", "upstream_url", "usage_from_anthropic"]

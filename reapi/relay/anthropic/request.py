@@ -24,12 +24,18 @@ THINKING_BUDGETS: dict[str, int] = {
 HONOURED_PARAMS: frozenset[str] = frozenset({
     "model", "messages", "max_tokens", "max_completion_tokens", "stream", "temperature", "top_p",
     "stop", "tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "user", "safety_identifier",
+    "response_format",
 })
 UNSUPPORTED_PARAMS: frozenset[str] = frozenset({
     "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "seed",
-    "response_format", "audio", "modalities", "prediction", "functions", "function_call",
+    "audio", "modalities", "prediction", "functions", "function_call",
     "web_search_options", "moderation",
 })
+UNSUPPORTED = "unsupported_parameter"  # the code of every 400 for what Anthropic cannot honour
+# response_format json_object: Claude has no schema-less JSON mode (its structured outputs need a schema
+# whose every object closes with additionalProperties false), so the nearest is this system instruction.
+JSON_OBJECT_INSTRUCTION = ("Respond with one valid JSON object and nothing else: no prose before or after it, "
+                           "no Markdown code fences.")
 IGNORED_PARAMS: frozenset[str] = frozenset({
     "store", "metadata", "service_tier", "stream_options", "prompt_cache_key", "prompt_cache_options",
     "prompt_cache_retention", "verbosity", "group",
@@ -38,7 +44,32 @@ _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
 def _reject(param: str, what: str) -> GatewayError:
-    return bad_request(f"{what} is not supported by this model's provider (Anthropic).", param=param)
+    return _cannot(f"{what} is not supported by this model's provider (Anthropic).", param)
+
+
+def _cannot(message: str, param: str | None = None) -> GatewayError:
+    """bad_request for what this provider cannot honour: code unsupported_parameter."""
+    return bad_request(message, param=param, code=UNSUPPORTED)
+
+
+def output_format(rf: Any) -> tuple[dict | None, bool]:
+    """response_format -> (Claude's output_config.format, or None; whether to ask for a JSON object).
+    The chat route has already checked the shape (reapi.api.validation)."""
+    if rf is None:
+        return None, False
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if kind == "text":
+        return None, False
+    if kind == "json_object":
+        return None, True
+    if kind == "json_schema":
+        js = rf.get("json_schema")
+        schema = js.get("schema") if isinstance(js, dict) else None
+        if not isinstance(schema, dict):
+            raise _cannot("response_format json_schema needs json_schema.schema (a JSON Schema object) on "
+                          "this model's provider (Anthropic).", "response_format.json_schema.schema")
+        return {"type": "json_schema", "schema": schema}, False
+    raise _reject("response_format", f"response_format {kind!r}" if kind else "response_format")
 
 
 def _check_unsupported(body: dict) -> None:
@@ -56,10 +87,6 @@ def _check_unsupported(body: dict) -> None:
             raise _reject(p, p)
     if g("seed") is not None:
         raise _reject("seed", "seed")
-    rf = g("response_format")
-    if rf is not None and not (isinstance(rf, dict) and rf.get("type") == "text"):
-        kind = rf.get("type") if isinstance(rf, dict) else None
-        raise _reject("response_format", f"response_format {kind!r}" if kind else "response_format")
     if g("audio") is not None:
         raise _reject("audio", "Audio output")
     mods = g("modalities")
@@ -104,7 +131,7 @@ def _text_only(content: Any, param: str, allow_refusal: bool = False) -> list[di
         elif kind == "refusal" and allow_refusal:
             text = p.get("refusal")
         else:
-            raise bad_request(f"Content part type {kind!r} is not supported in {param} by this model's provider.",
+            raise _cannot(f"Content part type {kind!r} is not supported in {param} by this model's provider.",
                               param=param)
         if not isinstance(text, str):
             raise bad_request(f"{param}: a text part needs a string `text`.", param=param)
@@ -117,7 +144,7 @@ def _parse_data_uri(uri: str, param: str) -> tuple[str, str]:
     header, sep, data = uri[5:].partition(",")
     media_type, _, encoding = header.partition(";")
     if not sep or encoding.lower() != "base64" or not data:
-        raise bad_request(f"{param}: only base64 data: URIs are supported.", param=param)
+        raise _cannot(f"{param}: only base64 data: URIs are supported.", param=param)
     return media_type.strip().lower(), data
 
 
@@ -131,7 +158,7 @@ def _image_block(part: dict, param: str) -> dict:
         if media_type == "image/jpg":
             media_type = "image/jpeg"
         if media_type not in _IMAGE_TYPES:
-            raise bad_request(f"{param}: image type {media_type!r} is not supported by this model's provider "
+            raise _cannot(f"{param}: image type {media_type!r} is not supported by this model's provider "
                               "(jpeg, png, gif, webp).", param=param)
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url[:7].lower() == "http://" or url[:8].lower() == "https://":
@@ -143,11 +170,11 @@ def _file_block(part: dict, param: str) -> dict:
     f = part.get("file") or {}
     data_uri = f.get("file_data")
     if not isinstance(data_uri, str) or data_uri[:5].lower() != "data:":
-        raise bad_request(f"{param}: only inline PDF files (file_data as a data: URI) are supported by this "
+        raise _cannot(f"{param}: only inline PDF files (file_data as a data: URI) are supported by this "
                           "model's provider; file_id references are not.", param=param)
     media_type, data = _parse_data_uri(data_uri, param)
     if media_type != "application/pdf":
-        raise bad_request(f"{param}: file type {media_type!r} is not supported (PDF only).", param=param)
+        raise _cannot(f"{param}: file type {media_type!r} is not supported (PDF only).", param=param)
     block: dict = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if f.get("filename"):
         block["title"] = f["filename"]
@@ -169,20 +196,20 @@ def _user_blocks(content: Any, param: str) -> list[dict]:
         elif kind == "file":
             blocks.append(_file_block(p, param))
         else:
-            raise bad_request(f"Content part type {kind!r} is not supported by this model's provider.", param=param)
+            raise _cannot(f"Content part type {kind!r} is not supported by this model's provider.", param=param)
     return blocks
 
 
 def _assistant_blocks(m: dict, i: int) -> list[dict]:
     for field in ("audio", "function_call"):
         if m.get(field) is not None:
-            raise bad_request(f"messages[{i}].{field} is not supported by this model's provider.",
+            raise _cannot(f"messages[{i}].{field} is not supported by this model's provider.",
                               param=f"messages[{i}].{field}")
     blocks = _text_only(m.get("content"), f"messages[{i}].content", allow_refusal=True)
     param = f"messages[{i}].tool_calls"
     for tc in m.get("tool_calls") or ():
         if not isinstance(tc, dict) or tc.get("type", "function") != "function":
-            raise bad_request(f"{param}: only function tool calls are supported by this model's provider.",
+            raise _cannot(f"{param}: only function tool calls are supported by this model's provider.",
                               param=param)
         fn = tc.get("function") or {}
         args = fn.get("arguments")
@@ -242,7 +269,7 @@ def convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
         elif role == "tool":
             push("user", [_tool_result_block(m, i)])
         else:
-            raise bad_request(f"messages[{i}].role {role!r} is not supported by this model's provider.",
+            raise _cannot(f"messages[{i}].role {role!r} is not supported by this model's provider.",
                               param=f"messages[{i}].role")
     return system, turns
 
@@ -251,7 +278,7 @@ def _convert_tools(tools: list) -> list[dict]:
     out = []
     for j, t in enumerate(tools):
         if not isinstance(t, dict) or t.get("type", "function") != "function":
-            raise bad_request("Only function tools are supported by this model's provider.", param=f"tools[{j}].type")
+            raise _cannot("Only function tools are supported by this model's provider.", param=f"tools[{j}].type")
         fn = t.get("function") or {}
         if not fn.get("name"):
             raise bad_request(f"tools[{j}].function.name is required.", param=f"tools[{j}].function.name")
@@ -277,7 +304,7 @@ def _convert_tool_choice(tc: Any, has_tools: bool) -> dict | None:
     elif isinstance(tc, dict) and tc.get("type") == "function" and (tc.get("function") or {}).get("name"):
         choice = {"type": "tool", "name": tc["function"]["name"]}
     else:
-        raise bad_request("This tool_choice is not supported by this model's provider "
+        raise _cannot("This tool_choice is not supported by this model's provider "
                           "(use auto, none, required or a named function).", param="tool_choice")
     if not has_tools:
         raise bad_request("tool_choice requires tools.", param="tool_choice")
@@ -288,9 +315,9 @@ def thinking_budget(effort: str, max_tokens: int) -> int:
     """The budget_tokens sent for an OpenAI reasoning_effort (see the module docstring)."""
     nominal = THINKING_BUDGETS.get(effort)
     if nominal is None:
-        raise bad_request(f"reasoning_effort {effort!r} is not supported.", param="reasoning_effort")
+        raise _cannot(f"reasoning_effort {effort!r} is not supported.", param="reasoning_effort")
     if max_tokens <= MIN_THINKING_BUDGET:
-        raise bad_request(
+        raise _cannot(
             f"reasoning_effort {effort!r} needs an output limit above {MIN_THINKING_BUDGET} tokens on this model "
             f"(the limit is {max_tokens}); raise max_completion_tokens or set reasoning_effort to \"none\".",
             param="reasoning_effort")
@@ -304,6 +331,11 @@ def upstream_url(base_url: str) -> str:
     return base + "/v1/messages"
 
 
+def count_tokens_url(base_url: str) -> str:
+    """The channel's token-counting endpoint (POST /v1/messages/count_tokens)."""
+    return upstream_url(base_url) + "/count_tokens"
+
+
 def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: int | None) -> dict:
     _check_unsupported(body)
     if max_tokens is None:
@@ -315,10 +347,15 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
             max_tokens = DEFAULT_MAX_TOKENS
 
     system, turns = convert_messages(body.get("messages") or [])
+    fmt, json_object = output_format(body.get("response_format"))
+    if json_object:
+        system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
     out: dict = {"model": upstream_model, "max_tokens": max_tokens}
     if system:
         out["system"] = system
     out["messages"] = turns
+    if fmt is not None:
+        out["output_config"] = {"format": fmt}
 
     tools = body.get("tools") or []
     if tools:
@@ -333,18 +370,18 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
     temperature = body.get("temperature")
     top_p = body.get("top_p")
     if temperature is not None and not 0 <= temperature <= 1:
-        raise bad_request(f"temperature must be between 0 and 1 for this model (got {temperature}).",
+        raise _cannot(f"temperature must be between 0 and 1 for this model (got {temperature}).",
                           param="temperature")
 
     effort = body.get("reasoning_effort")
     if effort is not None and effort != "none":
         out["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget(effort, max_tokens)}
         if choice is not None and choice["type"] in ("any", "tool"):
-            raise bad_request("A forced tool_choice cannot be combined with reasoning_effort on this model.",
+            raise _cannot("A forced tool_choice cannot be combined with reasoning_effort on this model.",
                               param="tool_choice")
         for name, value in (("temperature", temperature), ("top_p", top_p)):
             if value is not None and value != 1:
-                raise bad_request(f"{name} cannot be changed while reasoning_effort is set on this model.",
+                raise _cannot(f"{name} cannot be changed while reasoning_effort is set on this model.",
                                   param=name)
     else:
         if temperature is not None and temperature != 1:
