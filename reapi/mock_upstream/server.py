@@ -417,10 +417,15 @@ async def list_input_items(request: web.Request) -> web.Response:
     page = items[:limit]
     return _json(dumps({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                         "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}))
+
+
 async def count_tokens(request: web.Request) -> web.Response:
     """POST /v1/messages/count_tokens: the prompt counted as /v1/messages counts it (``[mock
     prompt_tokens=N]`` wins; ``[mock status=N]`` and ``[mock delay_ms=N]`` apply)."""
+    state = request.app[STATE]
+    state.n_requests += 1
     raw = await request.read()
+    try:
         body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         body = None
@@ -432,6 +437,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         return fmt.error(400, "anthropic-version: header is required")
     if not isinstance(body, dict):
         return fmt.error(400, "We could not parse the JSON body of your request.")
+    try:
         d = parse_directives(anthropic_format.read_count_request(body))
     except ValueError as e:
         return fmt.error(400, str(e), code="mock_directive" if isinstance(e, DirectiveError) else None)
