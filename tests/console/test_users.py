@@ -86,6 +86,15 @@ async def test_sign_ups_are_throttled_per_client_address(make_gateway):
     assert await scalar(gw, "SELECT count(*) FROM users") == 2
 
 
+async def test_sign_ups_refused_for_a_registered_email_count_toward_the_limit(make_gateway):
+    """So the sign-up form cannot test many addresses for accounts."""
+    gw, client = await make_gateway(signups_per_hour=3)
+    assert (await client().signup("taken@example.com"))[0] == 303
+    for _ in range(2):
+        assert (await client().signup("taken@example.com"))[0] == 409
+    assert (await client().signup("fresh@example.com"))[0] == 429
+
+
 async def test_closed_sign_up_only_operators_create_users(make_gateway):
     gw, client = await make_gateway(signup="closed")
     c = client()
