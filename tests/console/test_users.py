@@ -160,6 +160,14 @@ async def test_sign_out_ends_the_session_row(make_gateway):
     assert "reapi_session=;" in headers["set-cookie"] and "Max-Age=0" in headers["set-cookie"]
     assert await scalar(gw, "SELECT count(*) FROM sessions") == 0
     assert (await c.get("/console"))[0] == 303
+    # after sign-in only a console path: never another site
+    for nxt, where in (("/console/keys", "/console/keys"), ("https://evil.example/", "/console"),
+                       ("//evil.example/console", "/console"), ("/console//evil.example", "/console")):
+        fresh = client()
+        await fresh.get("/login")
+        status, headers, _ = await fresh.post("/login", {"email": "out@example.com", "password": "correct horse",
+                                                         "next": nxt})
+        assert status == 303 and headers["location"] == where, nxt
 
 
 async def test_changing_the_password_ends_every_other_session(make_gateway):

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 from sqlalchemy import text
 
-from tests.console.conftest import WebClient, seed_model
+from tests.console.conftest import seed_model
 from tests.harness import Gateway, gateway_settings
 
 
