@@ -96,6 +96,9 @@ async def test_forms_are_bounded(web):
 
 async def test_errors_are_pages(web):
     c = web()
+    for query in ("&".join(f"f{i}=1" for i in range(200)), "x=" + "y" * 9000):  # too many / too long: ignored
+        status, headers, _ = await c.get("/login?" + query)
+        assert status == 200 and headers["content-security-policy"]
     status, headers, body = await c.get("/console/nothing-here")
     assert status == 404 and "<h1>404</h1>" in body and headers["content-type"].startswith("text/html")
     status, _, body = await c.get("/console/nothing-here", params={"format": "json"})
