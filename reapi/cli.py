@@ -249,13 +249,15 @@ def keys() -> None:
 @click.option("--group", "groups", multiple=True, help="Restrict to group (repeat).")
 @click.option("--model", "models_", multiple=True, help="Restrict to model (repeat).")
 @click.option("--spend-limit", default=None, help="USD cap for this key.")
-def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit) -> None:
+@click.option("--expires", default=None, help="The key stops working then: 2027-01-01 or an ISO date-time (UTC).")
+def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit, expires) -> None:
     """Create a key (printed once: only its hash is stored)."""
     from reapi import operations as ops
 
     k = _op(ops.create_key, account_id, name=name, workspace=workspace, groups=groups or None,
-            models=models_ or None, spend_limit_usd=spend_limit,
-            hints={"name": "--name", "groups": "--group", "models": "--model", "spend_limit_usd": "--spend-limit"})
+            models=models_ or None, spend_limit_usd=spend_limit, expires_at=expires,
+            hints={"name": "--name", "groups": "--group", "models": "--model", "spend_limit_usd": "--spend-limit",
+                   "expires_at": "--expires"})
     click.echo(f"key {k['id']}: {k['key']}")
     click.echo("(shown once: only its hash is stored)", err=True)
 
@@ -270,6 +272,63 @@ def keys_revoke(key_id: int) -> None:
         click.echo(f"key {key_id} revoked")
     else:
         click.echo(f"key {key_id} was already revoked")
+
+
+@main.group()
+def users() -> None:
+    """Console users (each owns one account)."""
+
+
+def _users_op(fn, *args, **kw) -> Any:
+    return _op(fn, *args, hints={"email": "EMAIL", "password": "--password"}, **kw)
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--password", default=None, help="At least 8 characters; omitted: a random one is printed once.")
+@click.option("--admin", is_flag=True, help="May open the operator pages.")
+def users_create(email: str, password: str | None, admin: bool) -> None:
+    """Create a user with a new account (verified: it can sign in at once)."""
+    import secrets
+
+    from reapi.operations import users as u
+
+    shown = password is None
+    password = password if password is not None else secrets.token_urlsafe(12)
+    try:
+        hashed = _run(u.hash_password(password))
+    except Exception as err:  # GatewayError: the password rules
+        raise click.BadParameter(str(err), param_hint="--password") from None
+    user = _users_op(u.create_user, email, hashed, is_admin=admin)
+    click.echo(f"user {user['id']}: {user['email']} (account {user['account_id']}){' admin' if admin else ''}")
+    if shown:
+        click.echo(f"password: {password}")
+        click.echo("(shown once)", err=True)
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The new password (prompted for when omitted).")
+def users_set_password(email: str, password: str) -> None:
+    """Set a user's password; every session of the user ends."""
+    from reapi.operations import users as u
+
+    try:
+        hashed = _run(u.hash_password(password))
+    except Exception as err:
+        raise click.BadParameter(str(err), param_hint="--password") from None
+
+    async def go(conn):
+        user = await u.find_user(conn, email)
+        if user is None:
+            from reapi.errors import GatewayError
+
+            raise GatewayError(404, f"No user with the e-mail {email.strip().lower()}.", code="not_found")
+        return user["id"], await u.set_password(conn, user["id"], hashed)
+
+    uid, ended = _users_op(go)
+    click.echo(f"user {uid}: password set; {ended} session(s) ended")
 
 
 @main.group()
@@ -326,12 +385,13 @@ def demo(port: int) -> None:
                              "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"])
     try:
         _wait_for_port(mock_port, mock)  # else the first calls find no upstream (502)
-        secret = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
+        secret, email, password = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
         base = f"http://127.0.0.1:{port}"
         click.echo(f"""
 reapi demo is starting on {base} (SQLite file: {settings.database_url})
   API key:   {secret}
   admin key: {settings.admin_key}
+  console:   {base}/console  (sign in as {email} / {password})
 
   curl {base}/v1/chat/completions \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
@@ -358,10 +418,21 @@ DEMO_PRICES = {  # model: (input, output, cached input, cache write, context win
 }
 
 
-async def _seed_demo(mock_url: str) -> str:
-    """Channels to the demo upstream, its prices, a funded account; returns a new key."""
+DEMO_USER = "demo@example.com"
+
+
+async def _seed_demo(mock_url: str) -> tuple[str, str, str]:
+    """Channels to the demo upstream, its prices, a funded account and a console user with a
+    funded account of its own; returns a new key of the first, and the user's e-mail and (new)
+    password."""
+    import secrets
+
     from reapi import operations as ops
+    from reapi.operations import users
     from reapi.store import queries
+
+    password = secrets.token_urlsafe(9)
+    hashed = await users.hash_password(password)
 
     async def go(conn):
         urls = {"openai": mock_url + "/v1", "anthropic": mock_url}
@@ -379,6 +450,12 @@ async def _seed_demo(mock_url: str) -> str:
                                 long_context=lc and {"threshold_tokens": lc[0], "input_multiplier": lc[1],
                                                      "output_multiplier": lc[2]})
         acc = await ops.create_account(conn, "demo", credit_usd="10.00", note="demo credit")
-        return (await ops.create_key(conn, acc["id"], name="demo"))["key"]
+        user = await users.find_user(conn, DEMO_USER)
+        if user is None:
+            made = await users.create_user(conn, DEMO_USER, hashed)
+            await ops.add_credit(conn, made["account_id"], "10.00", note="demo credit")
+        else:
+            await users.set_password(conn, user["id"], hashed)
+        return (await ops.create_key(conn, acc["id"], name="demo"))["key"], DEMO_USER, password
 
     return await _with_conn(go)
