@@ -29,7 +29,7 @@ async def test_upgrade_from_0004_and_back(store_url):
                 "INSERT INTO api_keys (account_id, name, key_hash, key_prefix, spent_nano, created_at, workspace) "
                 "VALUES (:a, 'k', 'h1', 'sk-abcd', 0, 1, 'chat')"), {"a": old})
         await engine.dispose()
-        await asyncio.to_thread(command.upgrade, cfg, "0005")
+        await asyncio.to_thread(command.upgrade, cfg, "head")  # the snapshot code reads every later column
         async with engine.begin() as conn:
             snap = await load_snapshot(conn)
             assert snap.keys["h1"].expires_at is None and not snap.keys["h1"].expired(2**62)

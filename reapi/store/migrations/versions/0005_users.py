@@ -8,7 +8,7 @@ characters of new keys' secrets for the console's list (NULL for older keys). Th
 created_at) serves the keys page's "last used" without a column written on the hot path.
 
 Revision ID: 0005
-Revises: 0008
+Revises: 0004
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0008'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
