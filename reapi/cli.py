@@ -114,7 +114,7 @@ def channels() -> None:
 
 @channels.command("add")
 @click.option("--name", required=True)
-@click.option("--type", "type_", type=click.Choice(["openai", "anthropic"]), default="openai", show_default=True)
+@click.option("--type", "type_", type=click.Choice(["openai", "anthropic", "ark", "openai-images", "reapi-tasks"]), default="openai", show_default=True)
 @click.option("--base-url", required=True)
 @click.option("--api-key", required=True)
 @click.option("--model", "models", multiple=True, required=True, help="Public model name (repeat).")
@@ -181,6 +181,40 @@ def models_set(model, input_, output, cached_input, cache_write, context_window,
                "context_window": "--context-window", "max_output_tokens": "--max-output",
                "long_context": "--long-context"})
     click.echo(f"price for {model} set")
+
+
+@main.group("task-models")
+def task_models() -> None:
+    """The task gateway's models: price lists (SKUs) and accepted parameters."""
+
+
+@task_models.command("set")
+@click.argument("model")
+@click.option("--spec", "spec", required=True,
+              help='The model as JSON (inline, or @FILE): {"category", "unit", "quantity", "skus", "params", ...}')
+def task_models_set(model: str, spec: str) -> None:
+    """Create or replace a task model (the body of PUT /admin/task-models/{model})."""
+    from reapi.operations.task_models import set_task_model
+
+    try:
+        raw = open(spec[1:], "rb").read() if spec.startswith("@") else spec.encode()
+        values = orjson.loads(raw)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise click.BadParameter(f"not a JSON object ({type(exc).__name__})", param_hint="--spec") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--spec")
+    _op(set_task_model, model, **values, hints={"model": "MODEL"} | {k: "--spec" for k in (
+        "category", "endpoint", "unit", "quantity", "skus", "params", "max_seconds", "description")})
+    click.echo(f"task model {model} set")
+
+
+@task_models.command("list")
+def task_models_list() -> None:
+    """The task models and their price lists."""
+    from reapi.operations.task_models import task_model_view
+    from reapi.store import queries
+
+    _echo_json([task_model_view(r) for r in _op(queries.list_task_models, write=False)])
 
 
 @main.group()

@@ -166,3 +166,66 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# --- the task gateway (migration 0006) ------------------------------------------------------
+
+# An async task's life: queued (stored, cost held) -> submitting (claimed, the upstream call is being
+# made: its outcome is unknown until upstream_id is stored) -> running (upstream id known, polled)
+# -> completed | failed. The terminal transition and its ledger entries are one transaction,
+# guarded by a compare-and-set on `status`. Clients see queued/submitting/running as "processing".
+tasks = Table(
+    "tasks", metadata,
+    Column("id", String(40), primary_key=True),  # "task_" + 26 characters
+    Column("account_id", Integer, nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("category", String(16), nullable=False),  # image | video | audio
+    Column("status", String(16), nullable=False),
+    Column("body", Text, nullable=False),  # the validated body as JSON (model and our own fields removed)
+    Column("cost_nano", BigInteger, nullable=False),  # held at submit, captured on success
+    Column("channel_id", Integer, nullable=True),
+    Column("upstream_id", String(128), nullable=True),
+    Column("progress", Integer, nullable=True),
+    Column("outputs", Text, nullable=True),  # JSON: {"image_urls": [...]} etc., reapi's own URLs
+    Column("error_code", Integer, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),  # polls (and submit tries) so far
+    Column("lease_owner", String(32), nullable=True),  # the worker holding the task
+    Column("lease_until", BigInteger, nullable=True),  # ms; after it, any worker may take the task over
+    Column("next_at", BigInteger, nullable=False),  # ms: when the task is due for its next step
+    Column("deadline_at", BigInteger, nullable=False),  # ms: created_at + the model's max_seconds
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("expires_at", BigInteger, nullable=True),  # when the output files are deleted
+    Index("ix_tasks_account_created", "account_id", "created_at"),
+    # The worker's claim reads open tasks only: this partial index holds just those.
+    Index("ix_tasks_open", "next_at", sqlite_where=text("status IN ('queued', 'submitting', 'running')"),
+          postgresql_where=text("status IN ('queued', 'submitting', 'running')")),
+)
+
+# A task model: the price list and accepted parameters of one public task model.
+task_models = Table(
+    "task_models", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("category", String(16), nullable=False),  # image | video | audio
+    Column("endpoint", String(16), nullable=False),  # images | videos | audio (the submit route)
+    Column("unit", String(16), nullable=False),  # image | second | generation | song | minute | request
+    Column("quantity", Text, nullable=False),  # JSON list of integer field names multiplied together
+    Column("skus", Text, nullable=False),  # JSON list of {"when": {...}, "credits_per_unit": "50"}
+    Column("params", Text, nullable=False),  # JSON Schema (subset) of the accepted body fields
+    Column("max_seconds", Integer, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Idempotency-Key of a submit: the same key with the same body within 24 h answers the same task.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("body_hash", String(64), nullable=False),  # sha256 hex of the request body as sent
+    Column("task_id", String(40), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
