@@ -105,6 +105,21 @@ def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
     return v1
 
 
+def lazy_tasks(gw: Gateway) -> ASGI:
+    """/api/v1/*: the task gateway (reapi.tasks.api), imported on its first request, so a process
+    that serves only chat never loads it."""
+    built: list[ASGI] = []
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        if not built:
+            from reapi.tasks.api import build_tasks_api
+
+            built.append(build_tasks_api(gw))
+        await built[0](scope, receive, send)
+
+    return run
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -127,7 +142,7 @@ def create_app(settings: Settings | None = None):
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
         ("/admin/", admin),  # the operator's API (reapi.admin)
-        # ("/api/v1/", tasks),  the task gateway's API goes here
+        ("/api/v1/", lazy_tasks(gw)),  # the task gateway (reapi.tasks.api), its own error envelope
         # ("/console/", console),  the operator console goes here
         # public pages (the site) go last, as the fallback in place of not_found
     )
@@ -155,12 +170,19 @@ async def _lifespan(gw: Gateway, receive, send) -> None:
         if msg["type"] == "lifespan.startup":
             try:
                 await gw.start()
+                if gw.settings.task_worker == "on":
+                    from reapi.tasks.worker import Worker  # at start-up, never on a request's path
+
+                    gw.task_worker = Worker(gw)
+                    gw.task_worker.start()
             except Exception as exc:
                 log.exception("gateway failed to start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             await send({"type": "lifespan.startup.complete"})
         elif msg["type"] == "lifespan.shutdown":
+            if getattr(gw, "task_worker", None) is not None:
+                await gw.task_worker.stop()
             await gw.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return

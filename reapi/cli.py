@@ -80,6 +80,40 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
+def worker() -> None:
+    """Run the task worker alone (no HTTP): claims, submits and polls tasks until stopped."""
+    import signal
+
+    from reapi.app import setup_logging
+    from reapi.store.db import migrate as run_migrations
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    run_migrations(settings.database_url)
+
+    async def go() -> None:
+        from reapi.gateway import Gateway
+        from reapi.tasks.worker import Worker
+
+        gw = Gateway(settings)
+        await gw.start()
+        w = gw.task_worker = Worker(gw)
+        w.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"task worker {gw.instance_id} running", err=True)
+        try:
+            await stop.wait()
+        finally:
+            await w.stop()
+            await gw.stop()
+
+    _run(go())
+
+
+@main.command()
 def migrate() -> None:
     """Bring the store's schema up to date."""
     from reapi.store.db import migrate as run_migrations

@@ -46,6 +46,7 @@ class Gateway:
         self.http: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task | None = None
         self._lease: asyncio.Task | None = None
+        self.task_worker = None  # reapi.tasks.worker.Worker when this process works tasks
 
     async def start(self) -> None:
         from reapi.billing import tokens

@@ -63,6 +63,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("channel_failures", "REAPI_CHANNEL_FAILURES", 3, "failures that start a channel's cool-down", 1, 1000),
     Setting("channel_cooldown_s", "REAPI_CHANNEL_COOLDOWN_S", 30, "first cool-down in seconds", 1, 3600),
     Setting("log_level", "REAPI_LOG_LEVEL", "info", "log level: " + ", ".join(LOG_LEVELS)),
+    Setting("task_worker", "REAPI_TASK_WORKER", "on", "on: `reapi serve` runs the task worker too; off: only "
+            "`reapi worker` does"),
+    Setting("task_lease_seconds", "REAPI_TASK_LEASE_SECONDS", 30,
+            "a worker's lease on a task; a dead worker's tasks are taken over after it", 2, 3600),
+    Setting("task_poll_ms", "REAPI_TASK_POLL_MS", 1000,
+            "first wait before polling an upstream task; grows 1.5x per poll up to 10x", 10, 600_000),
+    Setting("task_concurrency", "REAPI_TASK_CONCURRENCY", 64, "tasks one worker process works on at once", 1, 10_000),
 )
 
 # integer field -> (environment variable, least allowed, greatest allowed)
@@ -103,6 +110,13 @@ class Settings:
     channel_failures: int = 3
     channel_cooldown_s: int = 30
     log_level: str = "info"
+    # The task gateway's worker: inside `reapi serve` ("on") or only as `reapi worker` ("off"); its lease
+    # on a task (a worker that died is taken over after it), its first poll wait (growing 1.5x
+    # per poll up to 10x), and how many tasks one worker process works on at once.
+    task_worker: str = "on"
+    task_lease_seconds: int = 30
+    task_poll_ms: int = 1000
+    task_concurrency: int = 64
 
     def __post_init__(self) -> None:
         validate(self)
@@ -117,6 +131,7 @@ class Settings:
             else:
                 values[x.field] = env.get(x.env) or x.default
         values["log_level"] = str(values["log_level"]).lower()
+        values["task_worker"] = str(values["task_worker"]).lower()
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -137,5 +152,7 @@ def validate(s: Settings) -> None:
         raise SettingsError("REAPI_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if s.task_worker not in ("on", "off"):
+        raise SettingsError(f"REAPI_TASK_WORKER must be on or off, got {s.task_worker!r}")
     if s.log_level.lower() not in LOG_LEVELS:
         raise SettingsError(f"REAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import anthropic_format, openai_format
+from . import anthropic_format, ark_format, openai_format
 from .directives import (
     DirectiveError,
     Directives,
@@ -327,6 +327,7 @@ def create_app(config: MockConfig) -> web.Application:
     app.router.add_delete("/_mock/requests", clear_requests)
     app.router.add_get("/_mock/stats", get_stats)
     app.router.add_post("/_mock/reset", reset)
+    ark_format.add_routes(app, config.api_key)  # the Ark task API (Seedance video tasks)
     return app
 
 

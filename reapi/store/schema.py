@@ -178,6 +178,7 @@ tasks = Table(
     Column("id", String(40), primary_key=True),  # "task_" + 26 characters
     Column("account_id", Integer, nullable=False),
     Column("key_id", Integer, nullable=False),
+    Column("group", String(200), nullable=False),  # the channel pool the worker picks from
     Column("model", String(200), nullable=False),
     Column("category", String(16), nullable=False),  # image | video | audio
     Column("status", String(16), nullable=False),

@@ -47,12 +47,13 @@ class Submitted:
 
 
 async def submit(engine: AsyncEngine, *, key: ApiKey, model: TaskModel, body: dict, cost_nano: int,
-                 webhook_url: str | None = None, idempotency: tuple[str, str] | None = None) -> Submitted:
+                 webhook_url: str | None = None, idempotency: tuple[str, str] | None = None,
+                 group: str = "default") -> Submitted:
     """Store a new task and hold its cost, or (Idempotency-Key, same body hash) answer the original.
     `idempotency` is (key, sha256 of the raw body). Raises TaskError 30001, 20004."""
     for attempt in range(3):
         try:
-            return await _submit_once(engine, key, model, body, cost_nano, webhook_url, idempotency)
+            return await _submit_once(engine, key, model, body, cost_nano, webhook_url, idempotency, group)
         except IntegrityError:
             # two submits with one new Idempotency-Key at once: the loser reads the winner's task
             if idempotency is None or attempt == 2:
@@ -60,7 +61,7 @@ async def submit(engine: AsyncEngine, *, key: ApiKey, model: TaskModel, body: di
     raise AssertionError("unreachable")
 
 
-async def _submit_once(engine, key, model, body, cost_nano, webhook_url, idempotency) -> Submitted:
+async def _submit_once(engine, key, model, body, cost_nano, webhook_url, idempotency, group) -> Submitted:
     ts = now_ms()
     task_id = new_task_id(ts)
     async with engine.begin() as conn:
@@ -78,7 +79,7 @@ async def _submit_once(engine, key, model, body, cost_nano, webhook_url, idempot
                 await conn.execute(delete(I).where(I.c.account_id == key.account_id, I.c.key == idempotency[0]))
             await conn.execute(insert(I).values(account_id=key.account_id, key=idempotency[0],
                                                 body_hash=idempotency[1], task_id=task_id, created_at=ts))
-        row = {"id": task_id, "account_id": key.account_id, "key_id": key.id, "model": model.name,
+        row = {"id": task_id, "account_id": key.account_id, "key_id": key.id, "group": group, "model": model.name,
                "category": model.category, "status": "queued", "body": orjson.dumps(body).decode(),
                "cost_nano": cost_nano, "attempts": 0, "next_at": ts, "deadline_at": ts + model.max_seconds * 1000,
                "created_at": ts, "updated_at": ts, "webhook_url": webhook_url}

@@ -21,6 +21,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('key_id', sa.Integer(), nullable=False),
+    sa.Column('group', sa.String(length=200), nullable=False),
     sa.Column('model', sa.String(length=200), nullable=False),
     sa.Column('category', sa.String(length=16), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
