@@ -5,7 +5,7 @@
     GET  /api/v3/contents/generations/tasks/{id}  -> {"id", "model", "status": queued|running|succeeded|
                                                       failed|cancelled, "content": {"video_url", "last_frame_url"},
                                                       "error": {"code", "message"} | null, "usage", ...}
-    GET  /_mock/ark/stats                         {"submits": N, "polls": N, "tasks": N}
+    GET  /_mock/ark/stats                         {"received": N, "submits": N, "polls": N, "tasks": N}
     POST /_mock/ark/reset
 
 Errors are Ark's {"error": {"code", "message", "type"}}. Directives in the prompt text, e.g.
@@ -48,7 +48,8 @@ class ArkTask:
 class ArkState:
     api_key: str | None
     tasks: dict[str, ArkTask] = field(default_factory=dict)
-    submits: int = 0
+    received: int = 0  # submit requests that arrived (before any directive delays or rejects them)
+    submits: int = 0  # submits accepted (a task created)
     polls: int = 0
 
 
@@ -106,6 +107,7 @@ async def submit(request: web.Request) -> web.Response:
         return _error(400, "InvalidParameter", "The request body is not valid JSON.")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(body.get("content"), list):
         return _error(400, "MissingParameter", "The request must have model and content.")
+    state.received += 1
     text = " ".join(c.get("text", "") for c in body["content"] if isinstance(c, dict) and c.get("type") == "text")
     d = _directives(text)
     if "slow" in d:
@@ -163,14 +165,15 @@ async def files(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     s = request.app[ARK]
-    return web.Response(body=orjson.dumps({"submits": s.submits, "polls": s.polls, "tasks": len(s.tasks)}),
+    return web.Response(body=orjson.dumps({"received": s.received, "submits": s.submits, "polls": s.polls,
+                                          "tasks": len(s.tasks)}),
                         content_type="application/json")
 
 
 async def reset(request: web.Request) -> web.Response:
     s = request.app[ARK]
     s.tasks.clear()
-    s.submits = s.polls = 0
+    s.received = s.submits = s.polls = 0
     return web.Response(body=b"{}", content_type="application/json")
 
 

@@ -1,0 +1,114 @@
+"""kill -9 of a real `reapi worker` process mid-task: a second worker takes the task over after the
+lease, the upstream sees exactly one submit, balances and `reapi ledger verify` are exact. A worker
+killed during the submit itself leaves an unknown outcome: the task is failed and released, never
+sent again. SQLite and PostgreSQL."""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from sqlalchemy import text
+
+from tests.harness import start_upstream
+from tests.tasks.conftest import start_task_gateway
+
+VIDEO = "/videos/generations"
+
+
+def start_worker(url: str, log) -> subprocess.Popen:
+    env = {**os.environ, "REAPI_DATABASE_URL": url, "REAPI_TASK_LEASE_SECONDS": "2", "REAPI_TASK_POLL_MS": "50",
+           "REAPI_LOG_LEVEL": "warning"}
+    return subprocess.Popen([sys.executable, "-m", "reapi", "worker"], env=env, stdout=log, stderr=log)
+
+
+async def task_row(tg, task_id):
+    async with tg.gw.gw.engine.connect() as conn:
+        return (await conn.execute(text("SELECT status, upstream_id, lease_owner FROM tasks WHERE id = :i"),
+                                   {"i": task_id})).mappings().first()
+
+
+async def until(cond, timeout=30.0):
+    end = time.monotonic() + timeout
+    while True:
+        got = await cond()
+        if got:
+            return got
+        assert time.monotonic() < end, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def ledger_verify(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reapi", "ledger", "verify"], capture_output=True, text=True,
+                          env={**os.environ, "REAPI_DATABASE_URL": url}, timeout=60)
+
+
+async def test_kill_9_mid_task_second_worker_takes_over(store_url, tmp_path):
+    up = await start_upstream()
+    tg = await start_task_gateway(store_url, up, task_worker="off")
+    log = open(tmp_path / "workers.log", "wb")
+    a = b = None
+    try:
+        _, _, t = await tg.call("POST", VIDEO, {"model": "doubao-seedance-2.0", "prompt": "[ark steps=12]"})
+        a = start_worker(store_url, log)
+
+        async def polled_by_a():
+            r = await task_row(tg, t["id"])
+            return r["status"] == "running" and r["upstream_id"] and (await tg.ark_stats())["polls"] >= 2
+        await until(polled_by_a)
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+        assert (await tg.call("GET", f"/tasks/{t['id']}"))[2]["status"] == "processing"
+        b = start_worker(store_url, log)
+        done = await tg.wait(t["id"], timeout=40)
+        assert done["status"] == "completed", done
+        stats = await tg.ark_stats()
+        assert stats["submits"] == stats["received"] == 1  # never sent twice
+        assert await tg.tasks_credits() == "9.40"  # 5 s x 120 credits, charged once
+        assert await tg.gw.verify() == []
+        r = ledger_verify(store_url)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        log.close()
+        await tg.gw.stop()
+        await up.runner.cleanup()
+
+
+async def test_kill_9_during_the_submit_fails_and_releases(store_url, tmp_path):
+    up = await start_upstream()
+    tg = await start_task_gateway(store_url, up, task_worker="off")
+    log = open(tmp_path / "workers.log", "wb")
+    a = b = None
+    try:
+        _, _, t = await tg.call("POST", VIDEO, {"model": "doubao-seedance-2.0", "prompt": "[ark slow=5000]"})
+        assert await tg.tasks_credits() == "9.40"
+        a = start_worker(store_url, log)
+
+        async def submitting():
+            return (await task_row(tg, t["id"]))["status"] == "submitting"
+        await until(submitting)
+        await asyncio.sleep(0.3)  # the request is on its way
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+        b = start_worker(store_url, log)
+        done = await tg.wait(t["id"], timeout=40)
+        assert done["status"] == "failed" and done["error"]["code"] == 50002, done
+        assert "not sent again" in done["error"]["message"]
+        await asyncio.sleep(6)  # long enough for the slow submit to have been answered, had it been resent
+        assert (await tg.ark_stats())["received"] == 1  # it reached the upstream once and was never resent
+        assert await tg.tasks_credits() == "10.00"
+        r = ledger_verify(store_url)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        log.close()
+        await tg.gw.stop()
+        await up.runner.cleanup()
