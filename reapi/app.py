@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None):
     admin = stamped(build_admin(gw))  # also /docs and /openapi.json until issue #12 moves them
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
+    from reapi.media.serve import lazy_media_app  # a few ms, once; no store is opened until a file is asked for
 
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None):
         ("/v1/", v1),  # OpenAI + Anthropic formats
         ("/admin/", admin),  # the operator's API (reapi.admin)
         ("/api/v1/", lazy_tasks(gw)),  # the task gateway (reapi.tasks.api), its own error envelope
+        ("/media/", stamped(lazy_media_app(settings))),  # task output files (reapi.media), opened on first use
         # ("/console/", console),  the operator console goes here
         # public pages (the site) go last, as the fallback in place of not_found
     )

@@ -47,6 +47,7 @@ class Gateway:
         self._sweeper: asyncio.Task | None = None
         self._lease: asyncio.Task | None = None
         self.task_worker = None  # reapi.tasks.worker.Worker when this process works tasks
+        self.media_store = None  # reapi.media's store, opened by the task worker on first use
 
     async def start(self) -> None:
         from reapi.billing import tokens

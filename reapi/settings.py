@@ -70,6 +70,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("task_poll_ms", "REAPI_TASK_POLL_MS", 1000,
             "first wait before polling an upstream task; grows 1.5x per poll up to 10x", 10, 600_000),
     Setting("task_concurrency", "REAPI_TASK_CONCURRENCY", 64, "tasks one worker process works on at once", 1, 10_000),
+    Setting("public_url", "REAPI_PUBLIC_URL", None,
+            "this gateway's public origin, prefixed to the task output URLs it shows (default: the request's host)"),
+    # task output files and webhooks (reapi.media, reapi.webhooks)
+    Setting("media_dir", "REAPI_MEDIA_DIR", None,
+            "directory of task output files; default: media/ beside the SQLite file, else ./media"),
+    Setting("media_s3_url", "REAPI_MEDIA_S3_URL", None,
+            "store task outputs in a bucket instead: s3://BUCKET/PREFIX?endpoint=URL&region=R"),
+    Setting("media_max_bytes", "REAPI_MEDIA_MAX_BYTES", 256 * 1024 * 1024,
+            "largest task output file copied in", 1024, 2**34),
+    Setting("media_fetch_timeout_s", "REAPI_MEDIA_FETCH_TIMEOUT_S", 120,
+            "seconds to download one task output (and for one S3 call)", 1, 3600),
+    Setting("media_retention_hours", "REAPI_MEDIA_RETENTION_HOURS", 168,
+            "hours task output files are kept after the task ends", 1, 87600),
+    Setting("webhook_allow_private", "REAPI_WEBHOOK_ALLOW_PRIVATE", "0",
+            "1: webhooks may target private, loopback and link-local addresses"),
+    Setting("webhook_timeout_s", "REAPI_WEBHOOK_TIMEOUT_S", 10, "seconds one webhook delivery may take", 1, 60),
 )
 
 # integer field -> (environment variable, least allowed, greatest allowed)
@@ -117,6 +133,17 @@ class Settings:
     task_lease_seconds: int = 30
     task_poll_ms: int = 1000
     task_concurrency: int = 64
+    # The public origin (https://api.example.com) of task output URLs; None: the polling request's host.
+    public_url: str | None = None
+    # Task output files: a local directory (None: media/ beside the SQLite file) or an S3 bucket.
+    media_dir: str | None = None
+    media_s3_url: str | None = None
+    media_max_bytes: int = 256 * 1024 * 1024
+    media_fetch_timeout_s: int = 120
+    media_retention_hours: int = 168
+    # Webhooks: "1" lets targets resolve to private/loopback/link-local addresses (tests, LANs).
+    webhook_allow_private: str = "0"
+    webhook_timeout_s: int = 10
 
     def __post_init__(self) -> None:
         validate(self)
@@ -152,7 +179,19 @@ def validate(s: Settings) -> None:
         raise SettingsError("REAPI_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if s.public_url is not None and (not s.public_url.startswith(("http://", "https://"))
+                                     or any(c <= " " for c in s.public_url) or "?" in s.public_url):
+        raise SettingsError("REAPI_PUBLIC_URL must be an http:// or https:// origin such as https://api.example.com")
     if s.task_worker not in ("on", "off"):
         raise SettingsError(f"REAPI_TASK_WORKER must be on or off, got {s.task_worker!r}")
+    if s.webhook_allow_private not in ("0", "1"):
+        raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {s.webhook_allow_private!r}")
+    if s.media_s3_url is not None:
+        from reapi.media.s3 import parse_s3_url
+
+        try:
+            parse_s3_url(s.media_s3_url)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
     if s.log_level.lower() not in LOG_LEVELS:
         raise SettingsError(f"REAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")

@@ -12,20 +12,20 @@ Errors are Ark's {"error": {"code", "message", "type"}}. Directives in the promp
 "[ark steps=3 fail]": steps=N (N polls answer running, with progress, before the end; default 1),
 fail (the task ends failed), reject (the submit answers 400), slow=MS (the submit answer waits),
 stuck (never ends), busy=N (the first N polls answer 429), last_frame (also a last frame image).
-Outputs are real files served by this mock: a valid MP4 (ftyp box) and a valid PNG.
+Outputs are real files served by this mock (reapi.mock_upstream.media): a valid MP4 and a valid PNG.
 """
 from __future__ import annotations
 
 import asyncio
 import re
 import secrets
-import struct
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
+
+from . import media
 
 PATH = "/api/v3/contents/generations/tasks"
 _DIRECTIVE = re.compile(r"\[ark ([^\]]*)\]")
@@ -54,21 +54,6 @@ class ArkState:
 
 
 ARK = web.AppKey("reapi_mock_ark", ArkState)
-
-
-def tiny_mp4() -> bytes:
-    """A small MP4: an ftyp box (isom) and an empty mdat box."""
-    ftyp = b"ftyp" + b"isom" + struct.pack(">I", 512) + b"isomiso2mp41"
-    return struct.pack(">I", 4 + len(ftyp)) + ftyp + struct.pack(">I", 8) + b"mdat"
-
-
-def tiny_png() -> bytes:
-    """A valid 1x1 PNG (correct CRCs)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + \
-        chunk(b"IEND", b"")
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
@@ -157,9 +142,9 @@ async def get_task(request: web.Request) -> web.Response:
 async def files(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name.endswith(".mp4"):
-        return web.Response(body=tiny_mp4(), content_type="video/mp4")
+        return web.Response(body=media.mp4(), content_type="video/mp4")
     if name.endswith(".png"):
-        return web.Response(body=tiny_png(), content_type="image/png")
+        return web.Response(body=media.png(), content_type="image/png")
     return web.Response(status=404)
 
 

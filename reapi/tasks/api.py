@@ -259,10 +259,20 @@ async def get_task(ctx: Ctx, task_id: str) -> dict:
     if not is_task_id(task_id):
         raise TaskError(20005, "No such task.")
     async with ctx.gw.engine.connect() as conn:
-        t = await queries.one(conn, task_id, key.account_id)
+        t = await queries.one(conn, task_id, key.account_id, origin(ctx))
     if t is None:
         raise TaskError(20005, "No such task.")
     return t
+
+
+def origin(ctx: Ctx) -> str:
+    """REAPI_PUBLIC_URL, else the scheme and host this request was sent to (shown back to its sender only)."""
+    if ctx.gw.settings.public_url:
+        return ctx.gw.settings.public_url
+    host = header(ctx.scope, b"host")
+    if host is None or not host or any(c <= 0x20 or c in b"/\\?#@" for c in host) or len(host) > 255:
+        return ""
+    return f"{ctx.scope.get('scheme', 'http')}://{host.decode('latin-1')}"
 
 
 def _query(ctx: Ctx) -> dict[str, str]:
@@ -293,7 +303,7 @@ async def list_tasks(ctx: Ctx) -> dict:
     if after is not None and not is_task_id(after):
         raise invalid("after", "must be a task id")
     async with ctx.gw.engine.connect() as conn:
-        rows = await queries.page(conn, key.account_id, status=status, limit=limit, after=after)
+        rows = await queries.page(conn, key.account_id, status=status, limit=limit, after=after, origin=origin(ctx))
     data = [{k: r[k] for k in PUBLIC_FIELDS} for r in rows]
     return {"object": "list", "data": data, "has_more": len(data) == limit,
             "last_id": data[-1]["id"] if data else None}

@@ -1,8 +1,7 @@
 """Where a finished task's output files go, and the `output` object a poll shows.
 
-With reapi.media in the build, every output is copied into reapi's own storage (a local directory
-or an S3 bucket) and the task shows reapi's URLs, which outlive the upstream's links. Without it,
-the upstream's URLs are shown as they are (data outputs are dropped).
+Every output is copied into reapi's own storage (reapi.media: a local directory or an S3 bucket)
+and the task shows reapi's URLs, which outlive the upstream's links; an upstream URL is never shown.
 """
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import Sequence
 from reapi.tasks.providers.base import Output
 
 LISTS = {"image": "image_urls", "video": "video_urls", "audio": "audio_urls"}
-MAX_OUTPUT_BYTES = 512 << 20  # one output file, downloaded or decoded
 
 
 def output_object(files: Sequence[tuple[str, str]]) -> dict:
@@ -26,16 +24,24 @@ def output_object(files: Sequence[tuple[str, str]]) -> dict:
 
 
 async def save_outputs(gw, task_id: str, outputs: Sequence[Output]) -> dict:
-    """Store the outputs of `task_id`; returns its `output` object. Raises on a file that cannot be
+    """Copy the outputs of `task_id` into reapi's storage; returns its `output` object with paths
+    (/media/tasks/{id}/{n}.{ext}; a poll prefixes its origin). Raises on a file that cannot be
     fetched or is not a media file (the worker retries, then fails the task)."""
-    try:
-        from reapi import media
-    except ImportError:
-        return output_object([(o.kind, o.url) for o in outputs if o.url is not None])
-    store = getattr(gw, "media_store", None)
+    from reapi import media
+
+    store = gw.media_store
     if store is None:
         store = gw.media_store = media.open_store(gw.settings)
-    saved = await media.save_outputs(store, gw.http, task_id, outputs,
-                                     public_base=getattr(gw.settings, "public_url", None) or "",
-                                     max_bytes=MAX_OUTPUT_BYTES)
+    s = gw.settings
+    saved = await media.save_outputs(store, gw.http, task_id, outputs, public_base="", max_bytes=s.media_max_bytes,
+                                     timeout_s=s.media_fetch_timeout_s)
     return output_object([(f.kind, f.url) for f in saved])
+
+
+def with_origin(output: dict | None, origin: str) -> dict | None:
+    """The stored output object with `origin` before each path."""
+    if not output or not origin:
+        return output
+    base = origin.rstrip("/")
+    fix = lambda u: base + u if isinstance(u, str) and u.startswith("/") else u  # noqa: E731
+    return {k: [fix(u) for u in v] if isinstance(v, list) else fix(v) for k, v in output.items()}

@@ -21,25 +21,29 @@ def _s(ms: int | None) -> int | None:
     return None if ms is None else ms // 1000
 
 
-def task_view(r) -> dict:
-    """{id, model, status, created_at, output, error} plus cost_credits, progress, completed_at, expires_at."""
+def task_view(r, origin: str = "") -> dict:
+    """{id, model, status, created_at, output, error} plus cost_credits, progress, completed_at, expires_at.
+    Output file paths get `origin` in front (the public URL of this gateway)."""
+    from reapi.tasks.outputs import with_origin
+
     status = PUBLIC_STATUS[r["status"]]
     error = None
     if status == "failed":
         error = {"code": r["error_code"], "message": r["error_message"] or ""}
     return {"id": r["id"], "model": r["model"], "status": status, "created_at": _s(r["created_at"]),
-            "output": orjson.loads(r["outputs"]) if status == "completed" and r["outputs"] else None,
+            "output": with_origin(orjson.loads(r["outputs"]), origin) if status == "completed" and r["outputs"]
+            else None,
             "error": error, "cost_credits": format_credits(r["cost_nano"]), "progress": r["progress"],
             "completed_at": _s(r["completed_at"]), "expires_at": _s(r["expires_at"])}
 
 
-async def one(conn: AsyncConnection, task_id: str, account_id: int) -> dict | None:
+async def one(conn: AsyncConnection, task_id: str, account_id: int, origin: str = "") -> dict | None:
     r = (await conn.execute(select(*_VIEW).where(T.c.id == task_id, T.c.account_id == account_id))).mappings().first()
-    return None if r is None else task_view(r)
+    return None if r is None else task_view(r, origin)
 
 
 async def page(conn: AsyncConnection, account_id: int | None, *, status: str | None = None, limit: int = 20,
-               after: str | None = None) -> list[dict]:
+               after: str | None = None, origin: str = "") -> list[dict]:
     """Tasks newest first (ids sort by creation time); `after`: the last id of the previous page.
     `status` is a public status (processing | completed | failed) or, for operators, an internal one."""
     q = select(*_VIEW, T.c.account_id, T.c.status.label("state"), T.c.upstream_id, T.c.channel_id)
@@ -50,7 +54,7 @@ async def page(conn: AsyncConnection, account_id: int | None, *, status: str | N
     if after is not None:
         q = q.where(T.c.id < after)
     rows = (await conn.execute(q.order_by(T.c.id.desc()).limit(limit))).mappings().all()
-    return [dict(task_view(r), account_id=r["account_id"], state=r["state"], channel_id=r["channel_id"])
+    return [dict(task_view(r, origin), account_id=r["account_id"], state=r["state"], channel_id=r["channel_id"])
             for r in rows]
 
 

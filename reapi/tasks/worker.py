@@ -45,6 +45,7 @@ MAX_ANSWER = 64 << 20  # an upstream answer (synchronous providers return images
 REQUEST_S = 60  # one asynchronous submit or poll
 MAX_SAVE_TRIES = 5
 STATS_S = 5.0  # how often the worker refreshes the task metrics from the store
+RETENTION_EVERY = 12  # ... and every this many refreshes (a minute) deletes expired output files
 COLS = "id, status, model, category, \"group\", body, channel_id, upstream_id, attempts, deadline_at, webhook_url"
 
 CLAIM_PG = f"""
@@ -136,12 +137,38 @@ class Worker:
                 log.exception("could not renew the task leases; retrying")
 
     async def _stats_forever(self) -> None:
+        n = 0
         while True:
             try:
                 await self.publish_stats()
             except Exception:
                 log.warning("could not read the task counts for the metrics")
+            if n % RETENTION_EVERY == 0:
+                try:
+                    await self.delete_expired()
+                except Exception:
+                    log.exception("could not delete expired task outputs; retrying")
+            n += 1
             await asyncio.sleep(STATS_S)
+
+    async def delete_expired(self) -> int:
+        """Delete the files of tasks past their expires_at (REAPI_MEDIA_RETENTION_HOURS); their output
+        becomes null. Returns the number of tasks whose files went."""
+        from reapi import media
+
+        async with self.gw.engine.connect() as conn:
+            ids = (await conn.execute(text(
+                "SELECT id FROM tasks WHERE status = 'completed' AND outputs IS NOT NULL AND expires_at < :now "
+                "ORDER BY expires_at LIMIT 500"), {"now": int(time.time() * 1000)})).scalars().all()
+        if not ids:
+            return 0
+        if self.gw.media_store is None:
+            self.gw.media_store = media.open_store(self.gw.settings)
+        await media.delete_expired(self.gw.media_store, ids)
+        async with self.gw.engine.begin() as conn:
+            for tid in ids:
+                await conn.execute(text("UPDATE tasks SET outputs = NULL WHERE id = :id"), {"id": tid})
+        return len(ids)
 
     async def publish_stats(self) -> None:
         async with self.gw.engine.connect() as conn:
@@ -302,8 +329,7 @@ class Worker:
             else:
                 await self.retry_later(row, "running", None)
             return
-        retention_h = int(getattr(self.gw.settings, "media_retention_hours", 168))
-        expires = int(time.time() * 1000) + retention_h * 3600 * 1000
+        expires = int(time.time() * 1000) + self.gw.settings.media_retention_hours * 3_600_000
         ok = await lifecycle.finish(self.gw.engine, row["id"], ok=True, expect=expect, owner=self.me,
                                     outputs=output, expires_at=expires, on_commit=self.on_terminal)
         if ok:

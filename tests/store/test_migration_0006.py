@@ -29,7 +29,7 @@ async def test_upgrade_and_downgrade(store_url):
             assert await queries.balances(conn, acc["id"]) == {"chat": 0, "tasks": 5000}
             for table in ("tasks", "task_models", "idempotency_keys"):
                 assert (await q(f"SELECT count(*) FROM {table}")).scalar() == 0
-            await q("INSERT INTO tasks (id, account_id, key_id, "group", model, category, status, body, cost_nano, attempts, "
+            await q("INSERT INTO tasks (id, account_id, key_id, \"group\", model, category, status, body, cost_nano, attempts, "
                     "next_at, deadline_at, created_at, updated_at) VALUES "
                     "('task_A', 1, 1, 'default', 'm', 'image', 'running', '{}', 0, 0, 1, 2, 1, 1)")
             assert await verify(conn) == []

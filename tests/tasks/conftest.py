@@ -60,18 +60,18 @@ async def start_task_gateway(url: str, upstream, *, balance: str = "10.00", **se
 
 
 @pytest.fixture
-async def tg(store_url):
+async def tg(store_url, tmp_path):
     up = await start_upstream()
-    t = await start_task_gateway(store_url, up)
+    t = await start_task_gateway(store_url, up, media_dir=str(tmp_path / "media"))
     yield t
     await t.gw.stop()
     await up.runner.cleanup()
 
 
 @pytest.fixture
-async def tg_sqlite(sqlite_url):
+async def tg_sqlite(sqlite_url, tmp_path):
     up = await start_upstream()
-    t = await start_task_gateway(sqlite_url, up)
+    t = await start_task_gateway(sqlite_url, up, media_dir=str(tmp_path / "media"))
     yield t
     await t.gw.stop()
     await up.runner.cleanup()

@@ -23,7 +23,12 @@ async def test_submit_poll_complete_captures_exactly(tg):
     assert done["status"] == "completed" and done["error"] is None, done
     assert done["cost_credits"] == "192" and done["progress"] == 100
     assert len(done["output"]["video_urls"]) == 1 and done["completed_at"] >= done["created_at"]
-    assert done["expires_at"] > done["completed_at"]
+    assert done["expires_at"] - done["completed_at"] == 168 * 3600
+    url = done["output"]["video_urls"][0]
+    assert url == f"{tg.gw.url}/media/tasks/{t['id']}/0.mp4"  # ours, never the upstream's
+    async with tg.gw.http.get(url) as r:
+        assert r.status == 200 and r.headers["content-type"] == "video/mp4"
+        assert (await r.read())[4:8] == b"ftyp"
     assert await tg.tasks_credits() == "9.808"  # captured: the hold became the charge
     reqs = [r for r in await tg.upstream.requests()]
     assert (await tg.ark_stats())["submits"] == 1
@@ -37,7 +42,7 @@ async def test_submit_poll_complete_captures_exactly(tg):
 async def test_upstream_failure_and_rejection_release_in_full(tg):
     _, _, a = await tg.call("POST", VIDEO, seedance("boom [ark steps=2 fail]"))
     _, _, b = await tg.call("POST", VIDEO, seedance("no [ark reject]"))
-    assert await tg.tasks_credits() == "8.80"  # 2 x 5 s x 120 credits held
+    assert a["status"] == b["status"] == "processing"  # both held and stored; the worker ends them
     fa, fb = await tg.wait(a["id"]), await tg.wait(b["id"])
     assert fa["status"] == fb["status"] == "failed"
     assert fa["error"]["code"] == 50003 and "sensitive" in fa["error"]["message"]
@@ -182,3 +187,21 @@ async def test_quote_models_balance_and_list(tg_sqlite):
     assert (s, err["error"]["code"]) == (400, 20001)
     assert set(page["data"][0]) == {"id", "model", "status", "created_at", "output", "error", "cost_credits",
                                     "progress", "completed_at", "expires_at"}
+
+
+async def test_last_frame_and_retention_deletes_files(tg_sqlite):
+    from sqlalchemy import text
+
+    tg = tg_sqlite
+    _, _, t = await tg.call("POST", VIDEO, seedance(return_last_frame=True))
+    done = await tg.wait(t["id"])
+    assert done["output"]["last_frame_url"].endswith(f"/media/tasks/{t['id']}/1.png"), done
+    async with tg.gw.http.get(done["output"]["last_frame_url"]) as r:
+        assert r.status == 200 and (await r.read()).startswith(b"\x89PNG")
+    async with tg.gw.gw.engine.begin() as conn:
+        await conn.execute(text("UPDATE tasks SET expires_at = 1 WHERE id = :i"), {"i": t["id"]})
+    assert await tg.gw.gw.task_worker.delete_expired() == 1
+    async with tg.gw.http.get(done["output"]["last_frame_url"]) as r:
+        assert r.status == 404
+    _, _, after = await tg.call("GET", f"/tasks/{t['id']}")
+    assert after["status"] == "completed" and after["output"] is None

@@ -17,8 +17,8 @@ from tests.tasks.conftest import start_task_gateway
 VIDEO = "/videos/generations"
 
 
-def start_worker(url: str, log) -> subprocess.Popen:
-    env = {**os.environ, "REAPI_DATABASE_URL": url, "REAPI_TASK_LEASE_SECONDS": "2", "REAPI_TASK_POLL_MS": "50",
+def start_worker(url: str, log, media: str) -> subprocess.Popen:
+    env = {**os.environ, "REAPI_DATABASE_URL": url, "REAPI_MEDIA_DIR": media, "REAPI_TASK_LEASE_SECONDS": "2", "REAPI_TASK_POLL_MS": "50",
            "REAPI_LOG_LEVEL": "warning"}
     return subprocess.Popen([sys.executable, "-m", "reapi", "worker"], env=env, stdout=log, stderr=log)
 
@@ -46,12 +46,12 @@ def ledger_verify(url: str) -> subprocess.CompletedProcess:
 
 async def test_kill_9_mid_task_second_worker_takes_over(store_url, tmp_path):
     up = await start_upstream()
-    tg = await start_task_gateway(store_url, up, task_worker="off")
+    tg = await start_task_gateway(store_url, up, task_worker="off", media_dir=str(tmp_path / "media"))
     log = open(tmp_path / "workers.log", "wb")
     a = b = None
     try:
         _, _, t = await tg.call("POST", VIDEO, {"model": "doubao-seedance-2.0", "prompt": "[ark steps=12]"})
-        a = start_worker(store_url, log)
+        a = start_worker(store_url, log, str(tmp_path / "media"))
 
         async def polled_by_a():
             r = await task_row(tg, t["id"])
@@ -60,7 +60,7 @@ async def test_kill_9_mid_task_second_worker_takes_over(store_url, tmp_path):
         os.kill(a.pid, signal.SIGKILL)
         a.wait(10)
         assert (await tg.call("GET", f"/tasks/{t['id']}"))[2]["status"] == "processing"
-        b = start_worker(store_url, log)
+        b = start_worker(store_url, log, str(tmp_path / "media"))
         done = await tg.wait(t["id"], timeout=40)
         assert done["status"] == "completed", done
         stats = await tg.ark_stats()
@@ -81,13 +81,13 @@ async def test_kill_9_mid_task_second_worker_takes_over(store_url, tmp_path):
 
 async def test_kill_9_during_the_submit_fails_and_releases(store_url, tmp_path):
     up = await start_upstream()
-    tg = await start_task_gateway(store_url, up, task_worker="off")
+    tg = await start_task_gateway(store_url, up, task_worker="off", media_dir=str(tmp_path / "media"))
     log = open(tmp_path / "workers.log", "wb")
     a = b = None
     try:
         _, _, t = await tg.call("POST", VIDEO, {"model": "doubao-seedance-2.0", "prompt": "[ark slow=5000]"})
         assert await tg.tasks_credits() == "9.40"
-        a = start_worker(store_url, log)
+        a = start_worker(store_url, log, str(tmp_path / "media"))
 
         async def submitting():
             return (await task_row(tg, t["id"]))["status"] == "submitting"
@@ -95,7 +95,7 @@ async def test_kill_9_during_the_submit_fails_and_releases(store_url, tmp_path):
         await asyncio.sleep(0.3)  # the request is on its way
         os.kill(a.pid, signal.SIGKILL)
         a.wait(10)
-        b = start_worker(store_url, log)
+        b = start_worker(store_url, log, str(tmp_path / "media"))
         done = await tg.wait(t["id"], timeout=40)
         assert done["status"] == "failed" and done["error"]["code"] == 50002, done
         assert "not sent again" in done["error"]["message"]
