@@ -390,16 +390,22 @@ def demo(port: int) -> None:
                              "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"])
     try:
         _wait_for_port(mock_port, mock)  # else the first calls find no upstream (502)
-        secret = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
+        secret, task_key = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
         base = f"http://127.0.0.1:{port}"
         click.echo(f"""
 reapi demo is starting on {base} (SQLite file: {settings.database_url})
   API key:   {secret}
+  tasks key: {task_key}   (10,000 credits: the task API at {base}/api/v1)
   admin key: {settings.admin_key}
 
   curl {base}/v1/chat/completions \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
     -d '{{"model": "gpt-5.5", "messages": [{{"role": "user", "content": "Hello"}}], "stream": true}}'
+
+  curl {base}/api/v1/videos/generations \\
+    -H "Authorization: Bearer {task_key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "doubao-seedance-2.0", "prompt": "a cat runs", "duration": 5}}'
+  curl {base}/api/v1/tasks/TASK_ID -H "Authorization: Bearer {task_key}"
 """)
         time.sleep(0.2)
         from click import Context
@@ -418,19 +424,36 @@ DEMO_PRICES = {  # model: (input, output, cached input, cache write, context win
 }
 
 
-async def _seed_demo(mock_url: str) -> str:
-    """Channels to the demo upstream, its prices, a funded account; returns a new key."""
+DEMO_TASK_CHANNELS = {  # channel name: (type, path on the demo upstream, the task models it serves)
+    "demo-ark": ("ark", "/api/v3", ["doubao-seedance-2.0"]),
+    "demo-images": ("openai-images", "/v1", ["gpt-image-2"]),
+    "demo-reapi-tasks": ("reapi-tasks", "/api/v1", ["mureka-v9-song"]),
+}
+
+
+async def _seed_demo(mock_url: str) -> tuple[str, str]:
+    """Channels to the demo upstream, its prices and task models, a funded account; returns a new
+    chat key and a new tasks key (rk_live_...)."""
     from reapi import operations as ops
     from reapi.store import queries
 
     async def go(conn):
+        from reapi.operations.task_models import set_task_model
+        from reapi.tasks.demo_models import DEMO_TASK_MODELS
+
         urls = {"openai": mock_url + "/v1", "anthropic": mock_url}
+        urls.update({t: mock_url + path for t, path, _ in DEMO_TASK_CHANNELS.values()})
         demo = [ch for ch in await queries.list_channels(conn) if ch["name"].startswith("demo-")]
         if not demo:
             await ops.create_channel(conn, name="demo-openai", type="openai", base_url=urls["openai"],
                                      api_key="demo-upstream-key", models=["gpt-5.5", "gpt-5.4"])
             await ops.create_channel(conn, name="demo-anthropic", type="anthropic", base_url=urls["anthropic"],
                                      api_key="demo-upstream-key", models=["claude-opus-4-8", "claude-sonnet-4-6"])
+        have = {ch["name"] for ch in demo}
+        for name, (type_, _path, served) in DEMO_TASK_CHANNELS.items():
+            if name not in have:  # stores seeded by an older release get their task channels too
+                await ops.create_channel(conn, name=name, type=type_, base_url=urls[type_],
+                                         api_key="demo-upstream-key", models=served)
         for ch in demo:  # the demo upstream gets a new port each run
             await ops.update_channel(conn, ch["id"], base_url=urls[ch["type"]])
         for name, (i, o, c, w, ctx, mx, lc) in DEMO_PRICES.items():
@@ -438,7 +461,11 @@ async def _seed_demo(mock_url: str) -> str:
                                 cache_write_usd_per_mtok=w, context_window=ctx, max_output_tokens=mx,
                                 long_context=lc and {"threshold_tokens": lc[0], "input_multiplier": lc[1],
                                                      "output_multiplier": lc[2]})
+        for name, spec in DEMO_TASK_MODELS.items():
+            await set_task_model(conn, name, **spec)
         acc = await ops.create_account(conn, "demo", credit_usd="10.00", note="demo credit")
-        return (await ops.create_key(conn, acc["id"], name="demo"))["key"]
+        await ops.add_credit(conn, acc["id"], "10.00", wallet="tasks", note="demo credit")
+        chat = (await ops.create_key(conn, acc["id"], name="demo"))["key"]
+        return chat, (await ops.create_key(conn, acc["id"], name="demo-tasks", workspace="tasks"))["key"]
 
     return await _with_conn(go)
