@@ -159,14 +159,6 @@ ledger = Table(
     Index("ix_ledger_account", "account_id", "id"),
 )
 
-# Single-row counters; 'config_version' is bumped by every admin change so other
-# instances reload their in-memory catalog.
-meta = Table(
-    "meta", metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", BigInteger, nullable=False),
-)
-
 # --- webhooks (reapi.webhooks; migration 0009) ----------------------------------------------
 
 # Each account's webhook signing secret ("whsec_" + base64 of 24 random bytes), stored as is:
@@ -214,4 +206,13 @@ webhook_attempts = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("error", String(32), nullable=True),  # error class; NULL when delivered
     Index("ix_webhook_attempts_delivery", "delivery_id", "n"),
+)
+
+
+# Single-row counters; 'config_version' is bumped by every admin change so other
+# instances reload their in-memory catalog.
+meta = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )
