@@ -122,8 +122,9 @@ class Settings:
     media_max_bytes: int = 256 * 1024 * 1024
     media_fetch_timeout_s: int = 120
     media_retention_hours: int = 168
-    # Webhooks: "1" lets targets resolve to private/loopback/link-local addresses (tests, LANs).
-    webhook_allow_private: str = "0"
+    # Webhooks: True (REAPI_WEBHOOK_ALLOW_PRIVATE=1) lets targets resolve to private, loopback and
+    # link-local addresses (tests, LANs).
+    webhook_allow_private: bool = False
     webhook_timeout_s: int = 10
     log_level: str = "info"
 
@@ -140,6 +141,10 @@ class Settings:
             else:
                 values[x.field] = env.get(x.env) or x.default
         values["log_level"] = str(values["log_level"]).lower()
+        flag = str(values["webhook_allow_private"])
+        if flag not in ("0", "1"):
+            raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {flag!r}")
+        values["webhook_allow_private"] = flag == "1"
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -158,8 +163,8 @@ def validate(s: Settings) -> None:
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://", "sqlite+aiosqlite:///",
                            "postgresql+asyncpg://")):
         raise SettingsError("REAPI_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
-    if s.webhook_allow_private not in ("0", "1"):
-        raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {s.webhook_allow_private!r}")
+    if not isinstance(s.webhook_allow_private, bool):
+        raise SettingsError(f"webhook_allow_private must be True or False, got {s.webhook_allow_private!r}")
     if s.media_s3_url is not None:
         from reapi.media.s3 import parse_s3_url
 

@@ -73,7 +73,7 @@ class Deliverer:
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, settings: Any, **kw: Any) -> "Deliverer":
-        return cls(engine, allow_private=settings.webhook_allow_private == "1",
+        return cls(engine, allow_private=bool(settings.webhook_allow_private),
                    timeout_s=settings.webhook_timeout_s, **kw)
 
     def _session(self) -> aiohttp.ClientSession:

@@ -287,3 +287,16 @@ def test_the_retry_schedule_spans_24_hours():
     assert next_attempt_ms(len(RETRY_DELAYS_S) + 1, 0, 0) is None
     assert next_attempt_ms(2, GIVE_UP_AFTER_S * 1000 - 10, 0) == GIVE_UP_AFTER_S * 1000  # moved to the deadline
     assert next_attempt_ms(2, GIVE_UP_AFTER_S * 1000, 0) is None
+
+
+def test_the_allow_private_setting_is_a_real_boolean():
+    from reapi.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).webhook_allow_private is False  # bool("0") would have been True
+    assert Settings.from_env({"REAPI_WEBHOOK_ALLOW_PRIVATE": "0"}).webhook_allow_private is False
+    assert Settings.from_env({"REAPI_WEBHOOK_ALLOW_PRIVATE": "1"}).webhook_allow_private is True
+    for bad in ("yes", "true", "2"):
+        with pytest.raises(SettingsError, match="REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1"):
+            Settings.from_env({"REAPI_WEBHOOK_ALLOW_PRIVATE": bad})
+    d = Deliverer.from_settings(None, Settings.from_env({"REAPI_WEBHOOK_TIMEOUT_S": "3"}))
+    assert (d.allow_private, d.timeout_s) == (False, 3)
