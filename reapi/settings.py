@@ -140,11 +140,11 @@ class Settings:
                 values[x.field] = _int(env, x.env, x.default)  # type: ignore[arg-type]
             else:
                 values[x.field] = env.get(x.env) or x.default
-        values["log_level"] = str(values["log_level"]).lower()
         flag = str(values["webhook_allow_private"])
         if flag not in ("0", "1"):
             raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {flag!r}")
         values["webhook_allow_private"] = flag == "1"
+        values["log_level"] = str(values["log_level"]).lower()
         return cls(**values)  # type: ignore[arg-type]
 
 
