@@ -141,8 +141,9 @@ class Settings:
     media_max_bytes: int = 256 * 1024 * 1024
     media_fetch_timeout_s: int = 120
     media_retention_hours: int = 168
-    # Webhooks: "1" lets targets resolve to private/loopback/link-local addresses (tests, LANs).
-    webhook_allow_private: str = "0"
+    # Webhooks: True (REAPI_WEBHOOK_ALLOW_PRIVATE=1) lets targets resolve to private, loopback and
+    # link-local addresses (tests, LANs).
+    webhook_allow_private: bool = False
     webhook_timeout_s: int = 10
 
     def __post_init__(self) -> None:
@@ -157,6 +158,10 @@ class Settings:
                 values[x.field] = _int(env, x.env, x.default)  # type: ignore[arg-type]
             else:
                 values[x.field] = env.get(x.env) or x.default
+        flag = str(values["webhook_allow_private"])
+        if flag not in ("0", "1"):
+            raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {flag!r}")
+        values["webhook_allow_private"] = flag == "1"
         values["log_level"] = str(values["log_level"]).lower()
         values["task_worker"] = str(values["task_worker"]).lower()
         return cls(**values)  # type: ignore[arg-type]
@@ -184,8 +189,8 @@ def validate(s: Settings) -> None:
         raise SettingsError("REAPI_PUBLIC_URL must be an http:// or https:// origin such as https://api.example.com")
     if s.task_worker not in ("on", "off"):
         raise SettingsError(f"REAPI_TASK_WORKER must be on or off, got {s.task_worker!r}")
-    if s.webhook_allow_private not in ("0", "1"):
-        raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {s.webhook_allow_private!r}")
+    if not isinstance(s.webhook_allow_private, bool):
+        raise SettingsError(f"webhook_allow_private must be True or False, got {s.webhook_allow_private!r}")
     if s.media_s3_url is not None:
         from reapi.media.s3 import parse_s3_url
 

@@ -39,6 +39,8 @@ async def fail_task(gw: Gw, task_id: TaskId) -> dict:
         row = await lifecycle.get_task(conn, task_id)
     if row is None:
         raise GatewayError(404, f"Task {task_id} not found.", code="not_found")
+    if done and gw.task_worker is not None:
+        gw.task_worker.on_terminal()  # its webhook, if it has one, goes out now
     if not done:
         raise GatewayError(409, f"Task {task_id} has already ended ({queries.PUBLIC_STATUS[row['status']]}).",
                            code="task_ended")

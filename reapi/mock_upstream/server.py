@@ -36,6 +36,7 @@ from .directives import (
     parse_directives,
     warm_tokenizer,
 )
+from . import images_format, reapi_tasks_format
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-4o",
@@ -323,6 +324,8 @@ def create_app(config: MockConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", models)
+    images_format.add_routes(app, config.api_key)  # OpenAI Images (openai-images task channels)
+    reapi_tasks_format.add_routes(app, config.api_key)  # reapi's task API (reapi-tasks task channels)
     app.router.add_get("/_mock/requests", get_requests)
     app.router.add_delete("/_mock/requests", clear_requests)
     app.router.add_get("/_mock/stats", get_stats)

@@ -159,6 +159,56 @@ ledger = Table(
     Index("ix_ledger_account", "account_id", "id"),
 )
 
+# --- webhooks (reapi.webhooks; migration 0009) ----------------------------------------------
+
+# Each account's webhook signing secret ("whsec_" + base64 of 24 random bytes), stored as is:
+# it must be shown to its owner and HMAC needs the key itself, so it cannot be hashed (like the
+# channels' upstream keys, it is protected by the store's access rules). After a rotation the
+# previous secret also signs, until previous_until, so deliveries in flight still verify.
+webhook_secrets = Table(
+    "webhook_secrets", metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("secret", String(64), nullable=False),
+    Column("previous_secret", String(64), nullable=True),
+    Column("previous_until", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("rotated_at", BigInteger, nullable=True),
+)
+
+# The outbox: one row per webhook message (its id is the webhook-id header, the same on every
+# attempt), written in the transaction of the task's terminal transition; a Deliverer claims
+# due rows (lease_until) and records each try in webhook_attempts.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", String(32), primary_key=True),  # msg_...
+    Column("account_id", Integer, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the exact JSON body sent
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", BigInteger, nullable=False),  # when the next attempt is due (ms)
+    Column("lease_until", BigInteger, nullable=True),  # claimed by a deliverer until then
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Index("ix_webhook_deliveries_task", "task_id"),
+    Index("ix_webhook_deliveries_due", "next_at", sqlite_where=text("status = 'pending'"),
+          postgresql_where=text("status = 'pending'")),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(32), nullable=False),
+    Column("n", Integer, nullable=False),  # 1, 2, ...
+    Column("at", BigInteger, nullable=False),  # ms
+    Column("status_code", Integer, nullable=True),  # the receiver's HTTP status, if it answered
+    Column("duration_ms", Integer, nullable=False),
+    Column("error", String(32), nullable=True),  # error class; NULL when delivered
+    Index("ix_webhook_attempts_delivery", "delivery_id", "n"),
+)
+
+
 # Single-row counters; 'config_version' is bumped by every admin change so other
 # instances reload their in-memory catalog.
 meta = Table(

@@ -8,6 +8,9 @@ microseconds of routing and one indexed read).
     POST /api/v1/quote                               the exact cost of a submit body
     GET  /api/v1/models                              the task models this key may use
     GET  /api/v1/balance                             the tasks wallet in credits
+    GET  /api/v1/tasks/{id}/deliveries               the task's webhook deliveries and their attempts
+    GET  /api/v1/webhooks/secret                     the account's webhook signing secret (whsec_...)
+    POST /api/v1/webhooks/secret/rotate              a new secret (the old one also signs for 24 h)
 """
 from __future__ import annotations
 
@@ -97,7 +100,13 @@ async def route(ctx: Ctx) -> tuple[int, Any]:
         return 200, await submit(ctx, ENDPOINTS[path])
     if path == "/api/v1/quote" and method == "POST":
         return 200, await quote(ctx)
+    if path == "/api/v1/webhooks/secret/rotate" and method == "POST":
+        return 200, await webhook_secret(ctx, rotate=True)
     if method == "GET":
+        if path.startswith("/api/v1/tasks/") and path.endswith("/deliveries"):
+            return 200, await deliveries(ctx, path[len("/api/v1/tasks/"):-len("/deliveries")])
+        if path == "/api/v1/webhooks/secret":
+            return 200, await webhook_secret(ctx, rotate=False)
         if path.startswith("/api/v1/tasks/"):
             return 200, await get_task(ctx, path[len("/api/v1/tasks/"):])
         if path in ("/api/v1/tasks", "/api/v1/tasks/"):
@@ -207,13 +216,13 @@ def priced(ctx: Ctx, key: ApiKey, body: dict, endpoint: str | None) -> tuple[Tas
 
 
 def check_webhook(ctx: Ctx, url: str) -> None:
+    """An http(s) URL whose host is not private or loopback (unless REAPI_WEBHOOK_ALLOW_PRIVATE=1);
+    its addresses are checked again at every delivery."""
+    from reapi.webhooks import check_target
+
     check_media_url("webhook_url", url)
     try:
-        from reapi import webhooks
-    except ImportError:  # the webhooks module is not part of this build
-        return
-    try:
-        webhooks.check_target(url, bool(getattr(ctx.gw.settings, "webhook_allow_private", False)))
+        check_target(url, ctx.gw.settings.webhook_allow_private)
     except ValueError as exc:
         raise invalid("webhook_url", str(exc)) from None
 
@@ -326,6 +335,26 @@ async def list_models(ctx: Ctx) -> dict:
                                           for s in m.skus]},
                      "max_seconds": m.max_seconds, "description": m.description})
     return {"object": "list", "data": data}
+
+
+async def deliveries(ctx: Ctx, task_id: str) -> dict:
+    from reapi.webhooks import deliveries as of_task
+
+    key = await authenticate(ctx)
+    if not is_task_id(task_id):
+        raise TaskError(20005, "No such task.")
+    async with ctx.gw.engine.connect() as conn:
+        if await queries.one(conn, task_id, key.account_id) is None:
+            raise TaskError(20005, "No such task.")
+    return {"object": "list", "data": await of_task(ctx.gw.engine, task_id, key.account_id)}
+
+
+async def webhook_secret(ctx: Ctx, *, rotate: bool) -> dict:
+    from reapi import webhooks
+
+    key = await authenticate(ctx)
+    fn = webhooks.rotate_secret if rotate else webhooks.secret
+    return {"object": "webhook_secret", "secret": await fn(ctx.gw.engine, key.account_id)}
 
 
 async def balance(ctx: Ctx) -> dict:

@@ -5,8 +5,9 @@
   cannot cover it; concurrent submits never overdraw (the ledger locks the wallet row).
 - finish: the terminal transition, guarded by a compare-and-set on the status (UPDATE ... WHERE
   status IN (the expected ones)): only the one process whose update matched moves money, in the
-  same transaction: a Capture of the cost on success, a ReleaseHold on failure. A poll reads the
-  row, so it can never see `completed` or `failed` before the money is settled.
+  same transaction: a Capture of the cost on success, a ReleaseHold on failure, and the webhook's
+  outbox row when the task has a webhook_url. A poll reads the row, so it can never see
+  `completed` or `failed` before the money is settled.
 """
 from __future__ import annotations
 
@@ -130,6 +131,17 @@ async def finish(engine: AsyncEngine, task_id: str, *, ok: bool, expect: tuple[s
             closed = await ledger.run(conn, ledger.ReleaseHold(task_id))
         if not closed:  # the hold was closed already: never move money twice; keep the books as they are
             raise RuntimeError(f"task {task_id}: its hold was not open at its terminal transition")
+        if task.get("webhook_url"):
+            await enqueue_webhook(conn, task, ts)
         if on_commit is not None:
             await on_commit(conn, task)
     return True
+
+
+async def enqueue_webhook(conn: AsyncConnection, task: dict, ts: int) -> None:
+    """The task's webhook, in the terminal transaction: the outbox row commits with the money."""
+    from reapi.tasks.queries import task_view
+    from reapi.webhooks import enqueue_async
+
+    await enqueue_async(conn, account_id=task["account_id"], task_id=task["id"], url=task["webhook_url"],
+                        payload=task_view(task), now_ms=ts)

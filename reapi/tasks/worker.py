@@ -18,6 +18,9 @@ Steps, each ended by a compare-and-set on the status (and the lease):
 - running: one poll; 429/5xx/timeouts leave it running with a backoff; the end captures
   (completed, after copying the outputs) or releases (failed) in the terminal transaction.
 - past its deadline (the model's max_seconds): failed with 50005, released.
+
+The worker also runs the webhook Deliverer (reapi.webhooks), refreshes the task metrics and deletes
+output files past their retention.
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ class Worker:
         self._loop_task: asyncio.Task | None = None
         self._renew_task: asyncio.Task | None = None
         self._stats_task: asyncio.Task | None = None
+        self.deliverer = None  # reapi.webhooks.Deliverer, started with the worker
         dialect = gw.engine.dialect.name
         self._now = DB_NOW[dialect]
         self._claim = (CLAIM_PG if dialect == "postgresql" else CLAIM_SQLITE).replace("{now}", self._now)
@@ -90,6 +94,10 @@ class Worker:
     # --- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        from reapi.webhooks import Deliverer
+
+        self.deliverer = Deliverer.from_settings(self.gw.engine, self.gw.settings)
+        self.deliverer.start()
         loop = asyncio.get_running_loop()
         self._loop_task = loop.create_task(self._run())
         self._renew_task = loop.create_task(self._renew_forever())
@@ -105,6 +113,8 @@ class Worker:
         for t in running:
             t.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        if self.deliverer is not None:
+            await self.deliverer.stop()
         try:  # tasks between steps go back at once; one mid-submit keeps its lease (outcome unknown)
             await self._sql(LET_GO, {"me": self.me})
         except Exception:
@@ -331,9 +341,10 @@ class Worker:
             return
         expires = int(time.time() * 1000) + self.gw.settings.media_retention_hours * 3_600_000
         ok = await lifecycle.finish(self.gw.engine, row["id"], ok=True, expect=expect, owner=self.me,
-                                    outputs=output, expires_at=expires, on_commit=self.on_terminal)
+                                    outputs=output, expires_at=expires)
         if ok:
             metrics.task_finished("completed")
+            self.on_terminal()
 
     # --- transitions ---------------------------------------------------------------------------
 
@@ -388,29 +399,15 @@ class Worker:
                    owner: str | None | object = ...) -> None:
         ok = await lifecycle.finish(self.gw.engine, row["id"], ok=False, expect=expect,
                                     owner=self.me if owner is ... else owner, error_code=code,
-                                    error_message=message, on_commit=self.on_terminal)
+                                    error_message=message)
         if ok:
             metrics.task_finished("failed")
+            self.on_terminal()
 
-    async def on_terminal(self, conn, task: dict) -> None:
-        """Inside the terminal transaction: the webhook, when the task asked for one."""
-        if not task.get("webhook_url"):
-            return
-        try:
-            from reapi import webhooks
-        except ImportError:
-            return
-        from reapi.tasks.queries import task_view
-
-        webhooks_enqueue = getattr(webhooks, "enqueue_async", None)
-        payload = {"type": f"task.{task['status']}", "data": task_view(task)}
-        if webhooks_enqueue is not None:
-            await webhooks_enqueue(conn, account_id=task["account_id"], task_id=task["id"], url=task["webhook_url"],
-                                   payload=payload, now_ms=int(time.time() * 1000))
-        else:
-            await conn.run_sync(lambda c: webhooks.enqueue(c, account_id=task["account_id"], task_id=task["id"],
-                                                           url=task["webhook_url"], payload=payload,
-                                                           now_ms=int(time.time() * 1000)))
+    def on_terminal(self) -> None:
+        """After a terminal transition: deliver its webhook (if any) now rather than at the next pass."""
+        if self.deliverer is not None:
+            self.deliverer.notify()
 
     # --- I/O -----------------------------------------------------------------------------------
 

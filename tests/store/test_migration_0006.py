@@ -22,7 +22,7 @@ async def test_upgrade_and_downgrade(store_url):
             acc = await queries.create_account(conn, "old")
             await run(conn, Credit(acc["id"], 5000, wallet="tasks"))
         await engine.dispose()
-        await asyncio.to_thread(command.upgrade, cfg, "head")
+        await asyncio.to_thread(command.upgrade, cfg, "0006")
         async with engine.begin() as conn:
             q = conn.exec_driver_sql
             assert (await q("SELECT version_num FROM alembic_version")).scalar() == "0006"
