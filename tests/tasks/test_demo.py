@@ -54,6 +54,19 @@ def test_demo_prints_a_funded_tasks_key_that_completes_a_video(tmp_path):
         with urllib.request.urlopen(got["output"]["video_urls"][0], timeout=5) as r:
             assert r.headers["content-type"] == "video/mp4" and r.read()[4:8] == b"ftyp"
         assert call("GET", base + "/api/v1/balance", key)["credits"] == "9400"  # 5 s x 120 credits
+        for path, body, field, ctype in (
+                ("images", {"model": "gpt-image-2", "prompt": "a fox", "resolution": "2k"}, "image_urls", "image/png"),
+                ("audio", {"model": "mureka-v9-song", "lyrics": "la la la", "number_of_songs": 2}, "audio_urls",
+                 "audio/mpeg")):
+            t = call("POST", f"{base}/api/v1/{path}/generations", key, body)
+            deadline = time.monotonic() + 30
+            while (got := call("GET", f"{base}/api/v1/tasks/{t['id']}", key))["status"] == "processing":
+                assert time.monotonic() < deadline, got
+                time.sleep(0.1)
+            assert got["status"] == "completed", got
+            with urllib.request.urlopen(got["output"][field][0], timeout=5) as r:
+                assert r.headers["content-type"] == ctype
+        assert call("GET", base + "/api/v1/balance", key)["credits"] == "9230"  # - 50 (2k image) - 2 x 60 (songs)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
