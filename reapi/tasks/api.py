@@ -267,8 +267,12 @@ async def get_task(ctx: Ctx, task_id: str) -> dict:
     key = await authenticate(ctx)
     if not is_task_id(task_id):
         raise TaskError(20005, "No such task.")
-    async with ctx.gw.engine.connect() as conn:
-        t = await queries.one(conn, task_id, key.account_id, origin(ctx))
+    fast = polls_of(ctx.gw)
+    if fast is not None:
+        t = fast.one(task_id, key.account_id, origin(ctx))
+    else:
+        async with ctx.gw.engine.connect() as conn:
+            t = await queries.one(conn, task_id, key.account_id, origin(ctx))
     if t is None:
         raise TaskError(20005, "No such task.")
     return t
@@ -282,6 +286,17 @@ def origin(ctx: Ctx) -> str:
     if host is None or not host or any(c <= 0x20 or c in b"/\\?#@" for c in host) or len(host) > 255:
         return ""
     return f"{ctx.scope.get('scheme', 'http')}://{host.decode('latin-1')}"
+
+
+def polls_of(gw) -> queries.SQLitePolls | None:
+    """SQLite: this process's read-only poll connection (PostgreSQL polls go through the engine)."""
+    if gw.engine.dialect.name != "sqlite":
+        return None
+    if gw.task_polls is None:
+        from reapi.store.db import sqlite_path
+
+        gw.task_polls = queries.SQLitePolls(sqlite_path(gw.engine.url))
+    return gw.task_polls
 
 
 def _query(ctx: Ctx) -> dict[str, str]:

@@ -37,6 +37,26 @@ def task_view(r, origin: str = "") -> dict:
             "completed_at": _s(r["completed_at"]), "expires_at": _s(r["expires_at"])}
 
 
+_ONE_SQL = ("SELECT id, model, status, created_at, cost_nano, progress, outputs, error_code, error_message, "
+            "completed_at, expires_at FROM tasks WHERE id = ? AND account_id = ?")
+_ONE_KEYS = ("id", "model", "status", "created_at", "cost_nano", "progress", "outputs", "error_code",
+             "error_message", "completed_at", "expires_at")
+
+
+class SQLitePolls:
+    """Polls on SQLite, read on the event loop from a plain read-only connection (microseconds: a
+    WAL reader never waits for a writer); through aiosqlite's thread each poll cost a thread hop."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def one(self, task_id: str, account_id: int, origin: str = "") -> dict | None:
+        rows = self.conn.execute(_ONE_SQL, (task_id, account_id)).fetchall()  # to its end: no open snapshot
+        return task_view(dict(zip(_ONE_KEYS, rows[0])), origin) if rows else None
+
+
 async def one(conn: AsyncConnection, task_id: str, account_id: int, origin: str = "") -> dict | None:
     r = (await conn.execute(select(*_VIEW).where(T.c.id == task_id, T.c.account_id == account_id))).mappings().first()
     return None if r is None else task_view(r, origin)
