@@ -202,7 +202,7 @@ class _ChannelCollector(Collector):
 
 # --- the task gateway's (set by its worker; the scrape never reads the store) ------------------
 
-TASK_STATES = ("queued", "submitting", "running", "completed", "failed")
+TASK_STATES = ("queued", "submitting", "running")  # open tasks; ended ones: reapi_tasks_finished_total
 TASK_UPSTREAM_LATENCY = Histogram("reapi_task_upstream_latency_seconds",
                                   "Task upstream requests (submits and polls), seconds to the whole answer.",
                                   buckets=LATENCY_BUCKETS, registry=REGISTRY)
@@ -230,7 +230,7 @@ class _TaskCollector(Collector):
     """reapi_tasks{state}, reapi_task_queue_depth, reapi_task_oldest_running_seconds."""
 
     def _families(self) -> list:
-        return [GaugeMetricFamily("reapi_tasks", "Tasks in the store, by state.", labels=("state",)),
+        return [GaugeMetricFamily("reapi_tasks", "Open tasks in the store, by state.", labels=("state",)),
                 GaugeMetricFamily("reapi_task_queue_depth", "Tasks due to be submitted (queued, due now)."),
                 GaugeMetricFamily("reapi_task_oldest_running_seconds", "Age of the oldest task not yet ended.")]
 

@@ -182,8 +182,11 @@ class Worker:
 
     async def publish_stats(self) -> None:
         async with self.gw.engine.connect() as conn:
+            # open tasks only (the partial index ix_tasks_open holds just those): ended tasks are counted
+            # by reapi_tasks_finished_total, never by scanning a table that grows by a row per task
             by_state = {s: n for s, n in (await conn.execute(text(
-                "SELECT status, count(*) FROM tasks GROUP BY status"))).all()}
+                "SELECT status, count(*) FROM tasks WHERE status IN ('queued', 'submitting', 'running') "
+                "GROUP BY status"))).all()}
             queue = (await conn.execute(text(
                 "SELECT count(*) FROM tasks WHERE status = 'queued' AND next_at <= " + self._now))).scalar()
             oldest = (await conn.execute(text(
