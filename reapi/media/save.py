@@ -53,8 +53,12 @@ class SavedFile:
 def check_download_url(url: object) -> str:
     if not isinstance(url, str) or len(url) > 8192:
         raise MediaError("an output URL is not a usable http(s) URL")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (a port out of range raises here)
+    except ValueError:
+        raise MediaError("an output URL is not a usable http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c <= " " for c in url):
         raise MediaError("an output URL is not a usable http(s) URL")
     return url
 
@@ -77,9 +81,11 @@ async def download(session: aiohttp.ClientSession, url: str, *, max_bytes: int, 
                     raise MediaError(f"an output is larger than {max_bytes} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
+    except MediaError:
+        raise
     except asyncio.TimeoutError:
         raise MediaError(f"an output download took longer than {timeout_s:g} s") from None
-    except aiohttp.ClientError as e:
+    except (aiohttp.ClientError, ValueError, OSError) as e:
         raise MediaError(f"an output download failed ({type(e).__name__})") from None
 
 

@@ -300,3 +300,14 @@ def test_the_allow_private_setting_is_a_real_boolean():
             Settings.from_env({"REAPI_WEBHOOK_ALLOW_PRIVATE": bad})
     d = Deliverer.from_settings(None, Settings.from_env({"REAPI_WEBHOOK_TIMEOUT_S": "3"}))
     assert (d.allow_private, d.timeout_s) == (False, 3)
+
+
+def test_a_body_too_large_or_unencodable_is_cut_to_id_and_status_never_failing_the_transition():
+    from reapi.webhooks.outbox import MAX_PAYLOAD_BYTES, body_of
+
+    big = {"id": "task_1", "status": "completed", "output": {"image_urls": ["x" * MAX_PAYLOAD_BYTES]}}
+    assert orjson.loads(body_of(big, 0))["data"] == {"id": "task_1", "status": "completed", "truncated": True}
+    odd = {"id": "task_2", "status": "failed", "n": 2**70, "obj": object()}
+    body = orjson.loads(body_of(odd, 0))
+    assert body == {"type": "task.failed", "timestamp": "1970-01-01T00:00:00.000Z",
+                    "data": {"id": "task_2", "status": "failed", "truncated": True}}
