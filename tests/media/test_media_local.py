@@ -335,3 +335,23 @@ async def test_byte_ranges_for_video_players(tmp_path):
         for rng in ("bytes=0-1,5-6", "items=0-1", "bytes=-", "bytes=abc"):  # not one usable range: all of it
             async with s.get(url, headers={"Range": rng}) as r:
                 assert r.status == 200 and await r.read() == mp4, rng
+
+
+async def test_private_addresses_are_refused_unless_the_host_is_trusted(tmp_path):
+    async def image(request):
+        return web.Response(body=files.png())
+
+    async with file_host({"/i.png": image}) as (base, seen), aiohttp.ClientSession() as session:
+        port = base.rsplit(":", 1)[1]
+        for url in (base + "/i.png", f"http://localhost:{port}/i.png", f"http://[::ffff:127.0.0.1]:{port}/i.png"):
+            with pytest.raises(MediaError, match="private, loopback or link-local"):
+                await save_outputs(LocalStore(tmp_path), session, "task_P", [Out(url=url)], public_base="http://gw",
+                                   max_bytes=MB, allow_private=False)
+        assert seen == []  # nothing was fetched
+        saved = await save_outputs(LocalStore(tmp_path), session, "task_P", [Out(url=base + "/i.png")],
+                                   public_base="http://gw", max_bytes=MB, allow_private=False,
+                                   trusted_hosts=["127.0.0.1"])
+        saved2 = await save_outputs(LocalStore(tmp_path), session, "task_Q", [Out(url=f"http://localhost:{port}/i.png")],
+                                    public_base="http://gw", max_bytes=MB, allow_private=False,
+                                    trusted_hosts=["LOCALHOST."])
+    assert [f.content_type for f in saved + saved2] == ["image/png", "image/png"] and len(seen) == 2
