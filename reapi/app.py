@@ -127,8 +127,8 @@ def create_app(settings: Settings | None = None):
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
-        ("/media/", stamped(lazy_media_app(settings))),  # task output files (reapi.media), opened on first use
         ("/admin/", admin),  # the operator's API (reapi.admin)
+        ("/media/", stamped(lazy_media_app(settings))),  # task output files (reapi.media), opened on first use
         # ("/api/v1/", tasks),  the task gateway's API goes here
         # ("/console/", console),  the operator console goes here
         # public pages (the site) go last, as the fallback in place of not_found

@@ -62,6 +62,7 @@ SETTINGS: tuple[Setting, ...] = (
             "the least output a call must be able to pay for", 1, 1_000_000),
     Setting("channel_failures", "REAPI_CHANNEL_FAILURES", 3, "failures that start a channel's cool-down", 1, 1000),
     Setting("channel_cooldown_s", "REAPI_CHANNEL_COOLDOWN_S", 30, "first cool-down in seconds", 1, 3600),
+    Setting("log_level", "REAPI_LOG_LEVEL", "info", "log level: " + ", ".join(LOG_LEVELS)),
     # task output files and webhooks (reapi.media, reapi.webhooks)
     Setting("media_dir", "REAPI_MEDIA_DIR", None,
             "directory of task output files; default: media/ beside the SQLite file, else ./media"),
@@ -76,7 +77,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_allow_private", "REAPI_WEBHOOK_ALLOW_PRIVATE", "0",
             "1: webhooks may target private, loopback and link-local addresses"),
     Setting("webhook_timeout_s", "REAPI_WEBHOOK_TIMEOUT_S", 10, "seconds one webhook delivery may take", 1, 60),
-    Setting("log_level", "REAPI_LOG_LEVEL", "info", "log level: " + ", ".join(LOG_LEVELS)),
 )
 
 # integer field -> (environment variable, least allowed, greatest allowed)
@@ -116,6 +116,7 @@ class Settings:
     # Channel health: this many consecutive failures start a cool-down of this many seconds.
     channel_failures: int = 3
     channel_cooldown_s: int = 30
+    log_level: str = "info"
     # Task output files: a local directory (None: media/ beside the SQLite file) or an S3 bucket.
     media_dir: str | None = None
     media_s3_url: str | None = None
@@ -126,7 +127,6 @@ class Settings:
     # link-local addresses (tests, LANs).
     webhook_allow_private: bool = False
     webhook_timeout_s: int = 10
-    log_level: str = "info"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -163,6 +163,8 @@ def validate(s: Settings) -> None:
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://", "sqlite+aiosqlite:///",
                            "postgresql+asyncpg://")):
         raise SettingsError("REAPI_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if not isinstance(s.webhook_allow_private, bool):
         raise SettingsError(f"webhook_allow_private must be True or False, got {s.webhook_allow_private!r}")
     if s.media_s3_url is not None:
@@ -172,7 +174,5 @@ def validate(s: Settings) -> None:
             parse_s3_url(s.media_s3_url)
         except ValueError as e:
             raise SettingsError(str(e)) from None
-    if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if s.log_level.lower() not in LOG_LEVELS:
         raise SettingsError(f"REAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
