@@ -1,7 +1,8 @@
 """Task output files: where they are stored, how they are copied in, served and expired.
 
 A floor under the tasks wing: it imports only the standard library, aiohttp, boto3 (only when
-an S3 store is opened) and reapi.store.db (to find the SQLite file's directory); it knows
+an S3 store is opened), reapi.store.db (to find the SQLite file's directory) and
+reapi.webhooks.target (the one rule for which addresses are private, lazily); it knows
 nothing of tasks, money or the tables. Outputs are duck-typed (reapi.tasks.providers.base.Output).
 
 - `open_store(settings)`: a local directory (REAPI_MEDIA_DIR, default `media/` beside the SQLite

@@ -6,13 +6,15 @@ same row at once; a deliverer that dies leaves its rows to the others when the l
 and tries them, at most `concurrency` at a time. An attempt:
 - checks the URL again (check_target) and connects only to addresses PublicResolver accepts;
 - POSTs the stored body with content-type application/json, webhook-id, webhook-timestamp (the
-  attempt's unix seconds) and webhook-signature (signed with the account's secrets at that time);
+  attempt's unix seconds) and webhook-signature (signed with the account's secrets, read once
+  per pass);
 - follows no redirect, takes at most timeout_s in all (REAPI_WEBHOOK_TIMEOUT_S), reads at most 4 KiB
   of the answer and discards it (it is never stored or logged: only the status is);
 - a 2xx answer delivers; anything else (another status, a timeout, a refused connection) is
   retried per reapi.webhooks.schedule, and a refused target fails the delivery at once.
 Every attempt is a webhook_attempts row: time, status code, duration, error class, one of
-ERROR_CLASSES.
+ERROR_CLASSES; a pass writes all of its attempts in one transaction (if the process dies before,
+those deliveries are tried again when their lease runs out: delivery is at least once).
 """
 from __future__ import annotations
 
@@ -137,16 +139,25 @@ class Deliverer:
                     claimed.append(dict(r))
         if not claimed:
             return 0
+        async with self.engine.begin() as conn:  # each account's signing secrets, once per pass
+            keys = {a: await signing_secrets(conn, a, now) for a in sorted({r["account_id"] for r in claimed})}
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(row: dict) -> None:
+        async def one(row: dict) -> dict:
             async with gate:
-                await self.attempt(row)
+                return await self._attempt(row, keys[row["account_id"]])
 
-        await asyncio.gather(*(one(r) for r in claimed))
+        results = await asyncio.gather(*(one(r) for r in claimed))
+        async with self.engine.begin() as conn:  # every attempt of the pass, recorded in one transaction
+            await conn.execute(_ATTEMPT, [r["attempt"] for r in results])
+            await conn.execute(_DONE, [r["done"] for r in results])
+        for r in results:
+            a, d = r["attempt"], r["done"]
+            log.info("webhook %s task %s attempt %d: %s in %d ms -> %s", a["id"], r["task_id"], a["n"],
+                     a["code"] if a["code"] is not None else a["error"], a["ms"], d["status"])
         return len(claimed)
 
-    async def _post(self, row: dict, at_ms: int) -> tuple[int | None, str | None]:
+    async def _post(self, row: dict, at_ms: int, keys: list[str]) -> tuple[int | None, str | None]:
         """(status code, error class) of one POST."""
         try:
             check_target(row["url"], self.allow_private)
@@ -154,9 +165,6 @@ class Deliverer:
             return None, "target_refused"
         body = row["payload"].encode()
         ts = at_ms // 1000
-        async with self.engine.connect() as conn:
-            keys = await signing_secrets(conn, row["account_id"], at_ms)
-            await conn.commit()
         headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": row["id"],
                    "webhook-timestamp": str(ts), "webhook-signature": signature_header(keys, row["id"], ts, body)}
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
@@ -174,14 +182,14 @@ class Deliverer:
         except (aiohttp.ClientError, OSError, ValueError):
             return None, "connect_error"
 
-    async def attempt(self, row: dict) -> str:
-        """One attempt at a claimed delivery, recorded; the delivery's new status."""
+    async def _attempt(self, row: dict, keys: list[str]) -> dict:
+        """One attempt at a claimed delivery: the rows that record it (written by run_once)."""
         n = row["attempts"] + 1
         at = now_ms()
         t0 = time.perf_counter()
         try:
-            code, error = await self._post(row, at)
-        except Exception:  # our side (the store, a bad secret row): the attempt is recorded and retried
+            code, error = await self._post(row, at, keys)
+        except Exception:  # our side (e.g. a bad secret row): the attempt is recorded and retried
             log.exception("webhook %s attempt %d failed on our side", row["id"], n)
             code, error = None, "internal_error"
         ms = int((time.perf_counter() - t0) * 1000)
@@ -192,10 +200,8 @@ class Deliverer:
             retry = None if error == "target_refused" else next_attempt_ms(
                 n, done, row["created_at"], self.delays_s, self.give_up_after_s)
             status, next_at, finished = ("pending", retry, None) if retry is not None else ("failed", done, done)
-        async with self.engine.begin() as conn:
-            await conn.execute(_ATTEMPT, {"id": row["id"], "n": n, "at": at, "code": code, "ms": ms, "error": error})
-            await conn.execute(_DONE, {"id": row["id"], "n": n, "prev": n - 1, "status": status, "next": next_at,
-                                       "finished": finished})
-        log.info("webhook %s task %s attempt %d: %s in %d ms -> %s", row["id"], row["task_id"], n,
-                 code if code is not None else error, ms, status)
+        return {"task_id": row["task_id"],
+                "attempt": {"id": row["id"], "n": n, "at": at, "code": code, "ms": ms, "error": error},
+                "done": {"id": row["id"], "n": n, "prev": n - 1, "status": status, "next": next_at,
+                         "finished": finished}}
         return status

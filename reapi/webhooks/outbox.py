@@ -33,12 +33,20 @@ def new_message_id() -> str:
 
 
 def body_of(payload: dict[str, Any], now_ms: int) -> bytes:
+    """The JSON body. It never fails the caller's transaction: a payload that cannot be encoded or
+    is larger than MAX_PAYLOAD_BYTES is replaced by its id and status, with "truncated": true (the
+    receiver reads the rest from GET /api/v1/tasks/{id})."""
     status = payload.get("status")
     kind = f"task.{status}" if status in ("completed", "failed") else "task.updated"
     stamp = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
-    body = orjson.dumps({"type": kind, "timestamp": stamp.replace("+00:00", "Z"), "data": payload})
-    if len(body) > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"a webhook body may be at most {MAX_PAYLOAD_BYTES} bytes")
+    head = {"type": kind, "timestamp": stamp.replace("+00:00", "Z")}
+    try:
+        body = orjson.dumps({**head, "data": payload})
+    except (TypeError, orjson.JSONEncodeError):
+        body = b""
+    if not body or len(body) > MAX_PAYLOAD_BYTES:
+        short = {k: v for k in ("id", "status") if isinstance(v := payload.get(k), str) and len(v) <= 64}
+        body = orjson.dumps({**head, "data": {**short, "truncated": True}})
     return body
 
 

@@ -88,15 +88,18 @@ class PrivateAddress(OSError):
 
 
 class PublicResolver(AbstractResolver):
-    """An aiohttp resolver that keeps only public addresses (all, when allow_private)."""
+    """An aiohttp resolver that keeps only public addresses (all, when allow_private, and for the
+    names in `trusted`, e.g. a channel's own host)."""
 
-    def __init__(self, allow_private: bool, inner: AbstractResolver | None = None) -> None:
+    def __init__(self, allow_private: bool, inner: AbstractResolver | None = None,
+                 trusted: frozenset[str] = frozenset()) -> None:
         self.allow_private = allow_private
         self.inner = inner or ThreadedResolver()
+        self.trusted = frozenset(h.lower().rstrip(".") for h in trusted)
 
     async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
-        if self.allow_private:
+        if self.allow_private or host.lower().rstrip(".") in self.trusted:
             return results
         kept = [r for r in results if public_address(ipaddress.ip_address(r["host"].split("%", 1)[0]))]
         if not kept:

@@ -231,7 +231,7 @@ async def test_a_slow_download_times_out(tmp_path):
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://BASE/x", "data:image/png;base64,AAAA", "BASE-no-host",
-                                 "//BASE/x", "javascript:alert(1)", 42])
+                                 "//BASE/x", "javascript:alert(1)", 42, "http://h:99999/x", "http://h/a b"])
 async def test_only_http_urls_are_downloaded(tmp_path, url):
     if isinstance(url, str) and url.startswith("BASE"):
         url = "http:///x"
@@ -311,3 +311,47 @@ async def test_delete_expired_removes_only_the_named_tasks_files(tmp_path):
     with pytest.raises(ValueError):
         await delete_expired(store, ["../task_new"])
     assert expires_at_ms(1_000, Settings().media_retention_hours) == 1_000 + 168 * 3_600_000
+
+
+async def test_byte_ranges_for_video_players(tmp_path):
+    store = LocalStore(tmp_path)
+    mp4 = files.mp4(bytes(range(200)))
+    await store.put("tasks/task_V/0.mp4", mp4, "video/mp4")
+    n = len(mp4)
+    async with serve_asgi(media_app(store)) as base, aiohttp.ClientSession() as s:
+        url = base + "/media/tasks/task_V/0.mp4"
+        async with s.get(url) as r:
+            assert r.status == 200 and r.headers["accept-ranges"] == "bytes" and await r.read() == mp4
+        for rng, first, last in (("bytes=0-9", 0, 9), ("bytes=10-", 10, n - 1), ("bytes=-5", n - 5, n - 1),
+                                 (f"bytes=5-{n + 100}", 5, n - 1), ("bytes=-99999", 0, n - 1)):
+            async with s.get(url, headers={"Range": rng}) as r:
+                assert r.status == 206, rng
+                assert r.headers["content-range"] == f"bytes {first}-{last}/{n}"
+                assert await r.read() == mp4[first:last + 1]
+                assert r.headers["content-type"] == "video/mp4" and r.headers["x-content-type-options"] == "nosniff"
+        for rng in (f"bytes={n}-", "bytes=9-3", "bytes=-0"):
+            async with s.get(url, headers={"Range": rng}) as r:
+                assert r.status == 416 and r.headers["content-range"] == f"bytes */{n}", rng
+        for rng in ("bytes=0-1,5-6", "items=0-1", "bytes=-", "bytes=abc"):  # not one usable range: all of it
+            async with s.get(url, headers={"Range": rng}) as r:
+                assert r.status == 200 and await r.read() == mp4, rng
+
+
+async def test_private_addresses_are_refused_unless_the_host_is_trusted(tmp_path):
+    async def image(request):
+        return web.Response(body=files.png())
+
+    async with file_host({"/i.png": image}) as (base, seen), aiohttp.ClientSession() as session:
+        port = base.rsplit(":", 1)[1]
+        for url in (base + "/i.png", f"http://localhost:{port}/i.png", f"http://[::ffff:127.0.0.1]:{port}/i.png"):
+            with pytest.raises(MediaError, match="private, loopback or link-local"):
+                await save_outputs(LocalStore(tmp_path), session, "task_P", [Out(url=url)], public_base="http://gw",
+                                   max_bytes=MB, allow_private=False)
+        assert seen == []  # nothing was fetched
+        saved = await save_outputs(LocalStore(tmp_path), session, "task_P", [Out(url=base + "/i.png")],
+                                   public_base="http://gw", max_bytes=MB, allow_private=False,
+                                   trusted_hosts=["127.0.0.1"])
+        saved2 = await save_outputs(LocalStore(tmp_path), session, "task_Q", [Out(url=f"http://localhost:{port}/i.png")],
+                                    public_base="http://gw", max_bytes=MB, allow_private=False,
+                                    trusted_hosts=["LOCALHOST."])
+    assert [f.content_type for f in saved + saved2] == ["image/png", "image/png"] and len(seen) == 2

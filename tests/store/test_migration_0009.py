@@ -1,8 +1,10 @@
-"""Migration 0009 (webhooks) adds its three tables to a store of revision 0004 with every row of
-it intact, and its downgrade removes exactly them."""
+"""Migration 0009 (webhooks) adds its three tables to a store of the revision before it (0004 on
+this branch; whatever the chain puts there after a merge) with every row intact, and its
+downgrade removes exactly them."""
 import asyncio
 
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from reapi.store.db import _create_sqlite, alembic_config, create_engine, is_sqlite, sqlite_path
@@ -19,7 +21,8 @@ async def test_upgrade_from_0004_and_back(store_url):
     if is_sqlite(store_url):
         _create_sqlite(sqlite_path(store_url))
     cfg = alembic_config(store_url)
-    await asyncio.to_thread(command.upgrade, cfg, "0006")  # 0009 follows 0006 (tasks) since the merge
+    previous = ScriptDirectory.from_config(cfg).get_revision("0009").down_revision
+    await asyncio.to_thread(command.upgrade, cfg, previous)
     engine = create_engine(store_url)
     try:
         async with engine.begin() as conn:
@@ -41,10 +44,10 @@ async def test_upgrade_from_0004_and_back(store_url):
             indexes = await conn.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("webhook_deliveries")})
         assert indexes == {"ix_webhook_deliveries_task", "ix_webhook_deliveries_due"}
         await engine.dispose()
-        await asyncio.to_thread(command.downgrade, cfg, "0006")
+        await asyncio.to_thread(command.downgrade, cfg, previous)
         assert await _tables(engine) == before
         async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0006"
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == previous
             assert (await conn.execute(text("SELECT balance_nano FROM wallets"))).scalar() == 5
     finally:
         await engine.dispose()

@@ -300,3 +300,31 @@ def test_the_allow_private_setting_is_a_real_boolean():
             Settings.from_env({"REAPI_WEBHOOK_ALLOW_PRIVATE": bad})
     d = Deliverer.from_settings(None, Settings.from_env({"REAPI_WEBHOOK_TIMEOUT_S": "3"}))
     assert (d.allow_private, d.timeout_s) == (False, 3)
+
+
+def test_a_body_too_large_or_unencodable_is_cut_to_id_and_status_never_failing_the_transition():
+    from reapi.webhooks.outbox import MAX_PAYLOAD_BYTES, body_of
+
+    big = {"id": "task_1", "status": "completed", "output": {"image_urls": ["x" * MAX_PAYLOAD_BYTES]}}
+    assert orjson.loads(body_of(big, 0))["data"] == {"id": "task_1", "status": "completed", "truncated": True}
+    odd = {"id": "task_2", "status": "failed", "n": 2**70, "obj": object()}
+    body = orjson.loads(body_of(odd, 0))
+    assert body == {"type": "task.failed", "timestamp": "1970-01-01T00:00:00.000Z",
+                    "data": {"id": "task_2", "status": "failed", "truncated": True}}
+
+
+async def test_a_broken_secret_row_is_an_internal_error_and_retried(engine):
+    await secret(engine, 1)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE webhook_secrets SET secret = 'whsec_not*base64'"))
+    d = Deliverer(engine, allow_private=True, delays_s=FAST)
+    try:
+        async with receiver() as rec:
+            await put(engine, rec.url)
+            await d.run_once()
+            assert rec.got == []
+    finally:
+        await d.stop()
+    [log] = await deliveries(engine, TASK["id"])
+    assert log["status"] == "pending" and [(a["status_code"], a["error"]) for a in log["attempts"]] == [
+        (None, "internal_error")]
