@@ -205,3 +205,24 @@ async def test_last_frame_and_retention_deletes_files(tg_sqlite):
         assert r.status == 404
     _, _, after = await tg.call("GET", f"/tasks/{t['id']}")
     assert after["status"] == "completed" and after["output"] is None
+
+
+async def test_a_failing_channel_cools_down_and_another_serves(tg_sqlite):
+    tg = tg_sqlite
+    from tests.harness import UPSTREAM_KEY
+
+    bad = await tg.gw.admin("POST", "/admin/channels", {
+        "name": "ark-bad", "type": "ark", "base_url": tg.upstream.url + "/api/v3", "api_key": UPSTREAM_KEY + "-wrong",
+        "models": ["doubao-seedance-2.0"], "priority": 5}, expect=201)
+    await tg.gw.gw.catalog.reload()
+    ids = []
+    for i in range(4):
+        _, _, t = await tg.call("POST", VIDEO, seedance(f"n{i} fine"))
+        ids.append(t["id"])
+    for tid in ids:
+        assert (await tg.wait(tid, timeout=30))["status"] == "completed"
+    assert tg.gw.gw.health.state(bad["id"])["state"] == "open"  # cooling down after its 401s
+    stats = await tg.ark_stats()
+    assert stats["submits"] == 4  # each task accepted once, by the good channel
+    assert await tg.tasks_credits() == "7.60"
+    assert await tg.gw.verify() == []

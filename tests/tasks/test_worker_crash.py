@@ -112,3 +112,31 @@ async def test_kill_9_during_the_submit_fails_and_releases(store_url, tmp_path):
         log.close()
         await tg.gw.stop()
         await up.runner.cleanup()
+
+
+async def test_two_live_workers_submit_each_task_exactly_once(store_url, tmp_path):
+    up = await start_upstream()
+    tg = await start_task_gateway(store_url, up, task_worker="off", media_dir=str(tmp_path / "media"))
+    log = open(tmp_path / "workers.log", "wb")
+    workers = []
+    try:
+        ids = []
+        for i in range(30):
+            _, _, t = await tg.call("POST", VIDEO, {"model": "doubao-seedance-2.0", "prompt": f"n{i} [ark steps=2]",
+                                                    "duration": 4, "resolution": "480p"})
+            ids.append(t["id"])
+        workers = [start_worker(store_url, log, str(tmp_path / "media")) for _ in range(2)]
+        for tid in ids:
+            assert (await tg.wait(tid, timeout=60))["status"] == "completed"
+        stats = await tg.ark_stats()
+        assert stats["received"] == stats["submits"] == 30
+        assert await tg.tasks_credits() == "2.80"  # 10.00 - 30 x 4 s x 60 credits (480p, audio on by default)
+        r = ledger_verify(store_url)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        for p in workers:
+            p.terminate()
+            p.wait(10)
+        log.close()
+        await tg.gw.stop()
+        await up.runner.cleanup()
