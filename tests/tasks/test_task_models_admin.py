@@ -46,3 +46,14 @@ def test_cli_task_models(tmp_path):
     assert r.returncode == 2 and "unit" in r.stderr and "Traceback" not in r.stderr
     r = run("task-models", "set", "bad", "--spec", "[1")
     assert r.returncode == 2 and "--spec" in r.stderr
+
+
+async def test_tasks_keys_take_no_spend_limit(sqlite_url):
+    gw = await Gateway(gateway_settings(sqlite_url, task_worker="off")).start()
+    try:
+        acc = await gw.admin("POST", "/admin/accounts", {"name": "a"}, expect=201)
+        err = await gw.admin("POST", f"/admin/accounts/{acc['id']}/keys",
+                             {"name": "t", "workspace": "tasks", "spend_limit_usd": "5"}, expect=400)
+        assert err["error"]["param"] == "spend_limit_usd"
+    finally:
+        await gw.stop()
