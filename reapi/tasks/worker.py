@@ -47,6 +47,8 @@ log = logging.getLogger("reapi.tasks")
 MAX_ANSWER = 64 << 20  # an upstream answer (synchronous providers return images in it)
 REQUEST_S = 60  # one asynchronous submit or poll
 MAX_SAVE_TRIES = 5
+STOP_GRACE_S = 10.0  # on a clean stop, how long the steps in flight may take to finish
+SYNCHRONOUS = ("openai-images",)  # providers whose submit answers the result: it may take up to the deadline
 STATS_S = 5.0  # how often the worker refreshes the task metrics from the store
 RETENTION_EVERY = 12  # ... and every this many refreshes (a minute) deletes expired output files
 COLS = "id, status, model, category, \"group\", body, channel_id, upstream_id, attempts, deadline_at, webhook_url"
@@ -108,8 +110,14 @@ class Worker:
         self._wake.set()
 
     async def stop(self) -> None:
-        running = [t for t in (self._loop_task, self._renew_task, self._stats_task, *self.inflight.values())
-                   if t is not None]
+        """Claim nothing more, let the steps in flight finish (a submit cut off now would leave its
+        outcome unknown, and its task failed) for up to STOP_GRACE_S, then cancel what is left."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self.inflight:
+            await asyncio.wait(list(self.inflight.values()), timeout=STOP_GRACE_S)  # leases still renewed
+        running = [t for t in (self._renew_task, self._stats_task, *self.inflight.values()) if t is not None]
         for t in running:
             t.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -258,9 +266,9 @@ class Worker:
         await self.move(row, "queued", "submitting", channel_id=ch.id)  # committed before anything is sent
         started = time.monotonic()
         try:
-            status, raw = await self.send(req, timeout=min(self.gw.settings.upstream_read_timeout,
-                                                           self.seconds_left(row)) if provider.type ==
-                                          "openai-images" else REQUEST_S)
+            wait = min(self.gw.settings.upstream_read_timeout, self.seconds_left(row)) \
+                if provider.type in SYNCHRONOUS else REQUEST_S
+            status, raw = await self.send(req, timeout=wait)
         except aiohttp.ClientConnectorError:  # never reached the upstream: safe to try again
             health.record_failure(ch.id)
             await self.back_to_queue(row, None)

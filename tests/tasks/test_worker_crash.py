@@ -140,3 +140,32 @@ async def test_two_live_workers_submit_each_task_exactly_once(store_url, tmp_pat
         log.close()
         await tg.gw.stop()
         await up.runner.cleanup()
+
+
+async def test_a_clean_stop_lets_a_submit_in_flight_finish(sqlite_url, tmp_path):
+    up = await start_upstream()
+    tg = await start_task_gateway(sqlite_url, up, task_worker="off", media_dir=str(tmp_path / "media"))
+    log = open(tmp_path / "workers.log", "wb")
+    a = b = None
+    try:
+        _, _, t = await tg.call("POST", VIDEO, {"model": "doubao-seedance-2.0", "prompt": "[ark slow=1500 steps=3]"})
+        a = start_worker(sqlite_url, log, str(tmp_path / "media"))
+
+        async def submitting():
+            return (await task_row(tg, t["id"]))["status"] == "submitting"
+        await until(submitting)
+        a.send_signal(signal.SIGTERM)  # a deploy: the submit on its way is answered before the worker exits
+        assert await asyncio.to_thread(a.wait, 20) == 0  # the demo upstream answers meanwhile (this loop)
+        row = await task_row(tg, t["id"])
+        assert row["status"] == "running" and row["upstream_id"] and row["lease_owner"] is None
+        b = start_worker(sqlite_url, log, str(tmp_path / "media"))
+        assert (await tg.wait(t["id"], timeout=30))["status"] == "completed"
+        assert (await tg.ark_stats())["received"] == 1
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        log.close()
+        await tg.gw.stop()
+        await up.runner.cleanup()
