@@ -11,7 +11,8 @@
 Errors are Ark's {"error": {"code", "message", "type"}}. Directives in the prompt text, e.g.
 "[ark steps=3 fail]": steps=N (N polls answer running, with progress, before the end; default 1),
 fail (the task ends failed), reject (the submit answers 400), slow=MS (the submit answer waits),
-stuck (never ends), busy=N (the first N polls answer 429), last_frame (also a last frame image).
+stuck (never ends), busy=N (the first N polls answer 429), last_frame (also a last frame image),
+output_host=NAME (the output URLs name that host instead of this one).
 Outputs are real files served by this mock (reapi.mock_upstream.media): a valid MP4 and a valid PNG.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ArkTask:
     busy: int
     last_frame: bool
     created_at: int
+    output_host: str | None = None
     polls: int = 0
 
 
@@ -104,7 +106,7 @@ async def submit(request: web.Request) -> web.Response:
     tid = "cgt-" + time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(4)
     state.tasks[tid] = ArkTask(tid, body["model"], steps=_int(d, "steps", 1), fail="fail" in d, stuck="stuck" in d,
                                busy=_int(d, "busy", 0), last_frame="last_frame" in d or bool(body.get("return_last_frame")),
-                               created_at=int(time.time()))
+                               created_at=int(time.time()), output_host=d.get("output_host") or None)
     return web.Response(body=orjson.dumps({"id": tid}), content_type="application/json")
 
 
@@ -131,6 +133,8 @@ async def get_task(request: web.Request) -> web.Response:
                         "message": "The generated video may contain sensitive information."}
     else:
         base = f"{request.scheme}://{request.host}"
+        if t.output_host:  # the output on another host of the same port (e.g. an internal name)
+            base = f"{request.scheme}://{t.output_host}:{request.url.port}"
         out["status"] = "succeeded"
         out["content"] = {"video_url": f"{base}/_mock/ark/files/{t.id}.mp4"}
         if t.last_frame:

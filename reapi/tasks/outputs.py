@@ -23,10 +23,12 @@ def output_object(files: Sequence[tuple[str, str]]) -> dict:
     return out
 
 
-async def save_outputs(gw, task_id: str, outputs: Sequence[Output]) -> dict:
+async def save_outputs(gw, task_id: str, outputs: Sequence[Output], channel_host: str | None = None) -> dict:
     """Copy the outputs of `task_id` into reapi's storage; returns its `output` object with paths
     (/media/tasks/{id}/{n}.{ext}; a poll prefixes its origin). Raises on a file that cannot be
-    fetched or is not a media file (the worker retries, then fails the task)."""
+    fetched or is not a media file (the worker retries, then fails the task). Downloads reach only
+    public addresses, and the channel's own host (`channel_host`, the operator's): an upstream
+    cannot make reapi fetch and republish files from its internal network."""
     from reapi import media
 
     store = gw.media_store
@@ -34,7 +36,8 @@ async def save_outputs(gw, task_id: str, outputs: Sequence[Output]) -> dict:
         store = gw.media_store = media.open_store(gw.settings)
     s = gw.settings
     saved = await media.save_outputs(store, gw.http, task_id, outputs, public_base="", max_bytes=s.media_max_bytes,
-                                     timeout_s=s.media_fetch_timeout_s)
+                                     timeout_s=s.media_fetch_timeout_s, allow_private=False,
+                                     trusted_hosts=(channel_host,) if channel_host else ())
     return output_object([(f.kind, f.url) for f in saved])
 
 

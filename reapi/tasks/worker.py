@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -339,7 +340,7 @@ class Worker:
                             expect=expect)
             return
         try:
-            output = await save_outputs(self.gw, row["id"], polled.outputs)
+            output = await save_outputs(self.gw, row["id"], polled.outputs, urlsplit(ch.base_url).hostname)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

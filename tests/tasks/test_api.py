@@ -226,3 +226,14 @@ async def test_a_failing_channel_cools_down_and_another_serves(tg_sqlite):
     assert stats["submits"] == 4  # each task accepted once, by the good channel
     assert await tg.tasks_credits() == "7.60"
     assert await tg.gw.verify() == []
+
+
+async def test_outputs_on_another_private_host_are_not_fetched(tg_sqlite):
+    """Only the channel's own host may be private: an upstream naming an internal host for its output
+    cannot make the gateway fetch and republish it. The task fails, released."""
+    tg = tg_sqlite
+    _, _, t = await tg.call("POST", VIDEO, seedance("[ark output_host=localhost]"))
+    done = await tg.wait(t["id"], timeout=30)
+    assert done["status"] == "failed" and done["error"]["code"] == 50002, done
+    assert "localhost" not in done["error"]["message"] and "127.0.0.1" not in done["error"]["message"]
+    assert await tg.tasks_credits() == "10.00"
