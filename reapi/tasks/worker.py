@@ -165,10 +165,16 @@ class Worker:
             if n % RETENTION_EVERY == 0:
                 try:
                     await self.delete_expired()
+                    await self.prune_idempotency()
                 except Exception:
-                    log.exception("could not delete expired task outputs; retrying")
+                    log.exception("could not delete expired task outputs or idempotency keys; retrying")
             n += 1
             await asyncio.sleep(STATS_S)
+
+    async def prune_idempotency(self) -> int:
+        """Forget Idempotency-Keys older than 24 h (they no longer answer anything)."""
+        return await self._sql("DELETE FROM idempotency_keys WHERE created_at < :cut",
+                               {"cut": int(time.time() * 1000) - lifecycle.IDEMPOTENCY_MS})
 
     async def delete_expired(self) -> int:
         """Delete the files of tasks past their expires_at (REAPI_MEDIA_RETENTION_HOURS); their output

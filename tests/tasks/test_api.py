@@ -160,6 +160,14 @@ async def test_idempotency_key_over_http(tg_sqlite):
     assert (s, err["error"]["code"]) == (409, 20004)
     s, _, err = await tg.call("POST", VIDEO, seedance(), headers=tg.headers(**{"Idempotency-Key": "x" * 300}))
     assert (s, err["error"]["code"]) == (400, 20001)
+    # after 24 h the key is forgotten (pruned by the worker) and the same key makes a new task
+    from sqlalchemy import text
+
+    async with tg.gw.gw.engine.begin() as conn:
+        await conn.execute(text("UPDATE idempotency_keys SET created_at = created_at - 86400001"))
+    assert await tg.gw.gw.task_worker.prune_idempotency() == 1
+    s, _, c = await tg.call("POST", VIDEO, seedance(), headers=h)
+    assert s == 200 and c["id"] != a["id"]
 
 
 async def test_quote_models_balance_and_list(tg_sqlite):
