@@ -134,6 +134,12 @@ def _console(gw: Gateway) -> ASGI:
     return build_console(gw)
 
 
+def _tasks(gw: Gateway) -> ASGI:
+    from reapi.tasks.api import build_tasks_api  # /api/v1/*: the task gateway, its own error envelope
+
+    return build_tasks_api(gw)
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -147,6 +153,7 @@ def create_app(settings: Settings | None = None):
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
     console = stamped(lazy(partial(_console, gw)))  # the customer console (reapi.console, on reapi.web)
+    from reapi.media.serve import lazy_media_app  # a few ms, once; no store is opened until a file is asked for
 
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
@@ -160,8 +167,9 @@ def create_app(settings: Settings | None = None):
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
+        ("/media/", stamped(lazy_media_app(settings))),  # task output files (reapi.media), opened on first use
         ("/admin/", admin),  # the operator's API (reapi.admin)
-        # ("/api/v1/", tasks),  the task gateway's API goes here
+        ("/api/v1/", lazy(partial(_tasks, gw))),  # the task gateway (reapi.tasks.api), its own error envelope
         ("/console/", console),  # the customer console's pages
         ("/static/", console),  # reapi.web's static files (served by the first web app)
         # public pages (the site) go last, as the fallback in place of not_found
@@ -190,12 +198,19 @@ async def _lifespan(gw: Gateway, receive, send) -> None:
         if msg["type"] == "lifespan.startup":
             try:
                 await gw.start()
+                if gw.settings.task_worker == "on":
+                    from reapi.tasks.worker import Worker  # at start-up, never on a request's path
+
+                    gw.task_worker = Worker(gw)
+                    gw.task_worker.start()
             except Exception as exc:
                 log.exception("gateway failed to start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             await send({"type": "lifespan.startup.complete"})
         elif msg["type"] == "lifespan.shutdown":
+            if getattr(gw, "task_worker", None) is not None:
+                await gw.task_worker.stop()
             await gw.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return

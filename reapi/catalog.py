@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 class Channel:
     id: int
     name: str
-    type: str  # "openai" | "anthropic"
+    type: str  # "openai" | "anthropic" (chat); "ark" | "openai-images" | "reapi-tasks" (tasks)
     base_url: str  # e.g. "https://api.openai.com/v1" (no trailing slash)
     api_key: str  # the upstream secret; never leaves the process
     models: tuple[str, ...]
@@ -78,3 +78,26 @@ class ApiKey:
 
     def expired(self, now_ms: int) -> bool:
         return self.expires_at is not None and now_ms >= self.expires_at
+
+
+TASK_CHANNEL_TYPES = ("ark", "openai-images", "reapi-tasks")  # channels of the task gateway, not of /v1
+
+
+@dataclass(frozen=True, slots=True)
+class Sku:
+    when: dict  # field -> value; a field absent from the body matches its schema default
+    nano_per_unit: int  # credits_per_unit in nano-USD (1 credit = 1,000,000 nano-USD)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskModel:
+    """A task model's price list and accepted parameters (the task gateway's rate card)."""
+    name: str
+    category: str  # image | video | audio
+    endpoint: str  # images | videos | audio: the submit route that takes it
+    unit: str  # image | second | generation | song | minute | request
+    quantity: tuple[str, ...]  # integer fields multiplied together (default 1 each)
+    skus: tuple[Sku, ...]  # first match wins
+    params: dict  # JSON Schema subset of the accepted body fields
+    max_seconds: int
+    description: str | None = None

@@ -80,6 +80,40 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
+def worker() -> None:
+    """Run the task worker alone (no HTTP): claims, submits and polls tasks until stopped."""
+    import signal
+
+    from reapi.app import setup_logging
+    from reapi.store.db import migrate as run_migrations
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    run_migrations(settings.database_url)
+
+    async def go() -> None:
+        from reapi.gateway import Gateway
+        from reapi.tasks.worker import Worker
+
+        gw = Gateway(settings)
+        await gw.start()
+        w = gw.task_worker = Worker(gw)
+        w.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"task worker {gw.instance_id} running", err=True)
+        try:
+            await stop.wait()
+        finally:
+            await w.stop()
+            await gw.stop()
+
+    _run(go())
+
+
+@main.command()
 def migrate() -> None:
     """Bring the store's schema up to date."""
     from reapi.store.db import migrate as run_migrations
@@ -114,7 +148,7 @@ def channels() -> None:
 
 @channels.command("add")
 @click.option("--name", required=True)
-@click.option("--type", "type_", type=click.Choice(["openai", "anthropic"]), default="openai", show_default=True)
+@click.option("--type", "type_", type=click.Choice(["openai", "anthropic", "ark", "openai-images", "reapi-tasks"]), default="openai", show_default=True)
 @click.option("--base-url", required=True)
 @click.option("--api-key", required=True)
 @click.option("--model", "models", multiple=True, required=True, help="Public model name (repeat).")
@@ -185,6 +219,40 @@ def models_set(model, input_, output, cached_input, cache_write, context_window,
                "context_window": "--context-window", "max_output_tokens": "--max-output",
                "long_context": "--long-context", "aliases": "--alias"})
     click.echo(f"price for {model} set" + (f" (aliases: {', '.join(sorted(set(aliases)))})" if aliases else ""))
+
+
+@main.group("task-models")
+def task_models() -> None:
+    """The task gateway's models: price lists (SKUs) and accepted parameters."""
+
+
+@task_models.command("set")
+@click.argument("model")
+@click.option("--spec", "spec", required=True,
+              help='The model as JSON (inline, or @FILE): {"category", "unit", "quantity", "skus", "params", ...}')
+def task_models_set(model: str, spec: str) -> None:
+    """Create or replace a task model (the body of PUT /admin/task-models/{model})."""
+    from reapi.operations.task_models import set_task_model
+
+    try:
+        raw = open(spec[1:], "rb").read() if spec.startswith("@") else spec.encode()
+        values = orjson.loads(raw)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise click.BadParameter(f"not a JSON object ({type(exc).__name__})", param_hint="--spec") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--spec")
+    _op(set_task_model, model, **values, hints={"model": "MODEL"} | {k: "--spec" for k in (
+        "category", "endpoint", "unit", "quantity", "skus", "params", "max_seconds", "description")})
+    click.echo(f"task model {model} set")
+
+
+@task_models.command("list")
+def task_models_list() -> None:
+    """The task models and their price lists."""
+    from reapi.operations.task_models import task_model_view
+    from reapi.store import queries
+
+    _echo_json([task_model_view(r) for r in _op(queries.list_task_models, write=False)])
 
 
 @main.group()
@@ -385,11 +453,12 @@ def demo(port: int) -> None:
                              "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"])
     try:
         _wait_for_port(mock_port, mock)  # else the first calls find no upstream (502)
-        secret, email, password = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
+        secret, task_key, email, password = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
         base = f"http://127.0.0.1:{port}"
         click.echo(f"""
 reapi demo is starting on {base} (SQLite file: {settings.database_url})
   API key:   {secret}
+  tasks key: {task_key}   (10,000 credits: the task API at {base}/api/v1)
   admin key: {settings.admin_key}
   console:   {base}/console  (sign in as {email} / {password})
 
@@ -400,6 +469,11 @@ reapi demo is starting on {base} (SQLite file: {settings.database_url})
   curl {base}/v1/responses \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
     -d '{{"model": "gpt-5.5", "input": "Hello", "stream": true}}'
+
+  curl {base}/api/v1/videos/generations \\
+    -H "Authorization: Bearer {task_key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "doubao-seedance-2.0", "prompt": "a cat runs", "duration": 5}}'
+  curl {base}/api/v1/tasks/TASK_ID -H "Authorization: Bearer {task_key}"
 """)
         time.sleep(0.2)
         from click import Context
@@ -418,13 +492,20 @@ DEMO_PRICES = {  # model: (input, output, cached input, cache write, context win
 }
 
 
+DEMO_TASK_CHANNELS = {  # channel name: (type, path on the demo upstream, the task models it serves)
+    "demo-ark": ("ark", "/api/v3", ["doubao-seedance-2.0"]),
+    "demo-images": ("openai-images", "/v1", ["gpt-image-2"]),
+    "demo-reapi-tasks": ("reapi-tasks", "/api/v1", ["mureka-v9-song"]),
+}
+
+
 DEMO_USER = "demo@example.com"
 
 
-async def _seed_demo(mock_url: str) -> tuple[str, str, str]:
-    """Channels to the demo upstream, its prices, a funded account and a console user with a
-    funded account of its own; returns a new key of the first, and the user's e-mail and (new)
-    password."""
+async def _seed_demo(mock_url: str) -> tuple[str, str, str, str]:
+    """Channels to the demo upstream, its prices and task models, and a console user whose account is
+    funded in both wallets; returns a new chat key and a new tasks key (rk_live_...) of that account,
+    and the user's e-mail and (new) password."""
     import secrets
 
     from reapi import operations as ops
@@ -435,13 +516,22 @@ async def _seed_demo(mock_url: str) -> tuple[str, str, str]:
     hashed = await users.hash_password(password)
 
     async def go(conn):
+        from reapi.operations.task_models import set_task_model
+        from reapi.tasks.demo_models import DEMO_TASK_MODELS
+
         urls = {"openai": mock_url + "/v1", "anthropic": mock_url}
+        urls.update({t: mock_url + path for t, path, _ in DEMO_TASK_CHANNELS.values()})
         demo = [ch for ch in await queries.list_channels(conn) if ch["name"].startswith("demo-")]
         if not demo:
             await ops.create_channel(conn, name="demo-openai", type="openai", base_url=urls["openai"],
                                      api_key="demo-upstream-key", models=["gpt-5.5", "gpt-5.4"])
             await ops.create_channel(conn, name="demo-anthropic", type="anthropic", base_url=urls["anthropic"],
                                      api_key="demo-upstream-key", models=["claude-opus-4-8", "claude-sonnet-4-6"])
+        have = {ch["name"] for ch in demo}
+        for name, (type_, _path, served) in DEMO_TASK_CHANNELS.items():
+            if name not in have:  # stores seeded by an older release get their task channels too
+                await ops.create_channel(conn, name=name, type=type_, base_url=urls[type_],
+                                         api_key="demo-upstream-key", models=served)
         for ch in demo:  # the demo upstream gets a new port each run
             await ops.update_channel(conn, ch["id"], base_url=urls[ch["type"]])
         for name, (i, o, c, w, ctx, mx, lc) in DEMO_PRICES.items():
@@ -449,13 +539,18 @@ async def _seed_demo(mock_url: str) -> tuple[str, str, str]:
                                 cache_write_usd_per_mtok=w, context_window=ctx, max_output_tokens=mx,
                                 long_context=lc and {"threshold_tokens": lc[0], "input_multiplier": lc[1],
                                                      "output_multiplier": lc[2]})
-        acc = await ops.create_account(conn, "demo", credit_usd="10.00", note="demo credit")
+        for name, spec in DEMO_TASK_MODELS.items():
+            await set_task_model(conn, name, **spec)
         user = await users.find_user(conn, DEMO_USER)
         if user is None:
-            made = await users.create_user(conn, DEMO_USER, hashed)
-            await ops.add_credit(conn, made["account_id"], "10.00", note="demo credit")
+            user = await users.create_user(conn, DEMO_USER, hashed)
+            await ops.add_credit(conn, user["account_id"], "10.00", note="demo credit")
+            await ops.add_credit(conn, user["account_id"], "10.00", wallet="tasks", note="demo credit")
         else:
             await users.set_password(conn, user["id"], hashed)
-        return (await ops.create_key(conn, acc["id"], name="demo"))["key"], DEMO_USER, password
+        account = user["account_id"]
+        chat = (await ops.create_key(conn, account, name="demo"))["key"]
+        tasks = (await ops.create_key(conn, account, name="demo-tasks", workspace="tasks"))["key"]
+        return chat, tasks, DEMO_USER, password
 
     return await _with_conn(go)

@@ -46,6 +46,9 @@ class Gateway:
         self.http: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task | None = None
         self._lease: asyncio.Task | None = None
+        self.task_worker = None  # reapi.tasks.worker.Worker when this process works tasks
+        self.media_store = None  # reapi.media's store, opened by the task worker on first use
+        self.task_polls = None  # SQLite: the task API's read-only poll connection (reapi.tasks.queries)
 
     async def start(self) -> None:
         from reapi.billing import tokens
@@ -84,6 +87,8 @@ class Gateway:
         await self.limiter.close()
         if self.http:
             await self.http.close()
+        if self.task_polls is not None:
+            self.task_polls.conn.close()
         await self.engine.dispose()
 
     @property

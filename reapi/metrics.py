@@ -200,8 +200,58 @@ class _ChannelCollector(Collector):
         return [fam]
 
 
+# --- the task gateway's (set by its worker; the scrape never reads the store) ------------------
+
+TASK_STATES = ("queued", "submitting", "running")  # open tasks; ended ones: reapi_tasks_finished_total
+TASK_UPSTREAM_LATENCY = Histogram("reapi_task_upstream_latency_seconds",
+                                  "Task upstream requests (submits and polls), seconds to the whole answer.",
+                                  buckets=LATENCY_BUCKETS, registry=REGISTRY)
+TASKS_FINISHED = Counter("reapi_tasks_finished_total", "Tasks ended by this process's worker, by status.",
+                         ("status",), registry=REGISTRY)
+_task_stats: dict = {}
+
+
+def task_upstream_latency(seconds: float) -> None:
+    TASK_UPSTREAM_LATENCY.observe(seconds)
+
+
+def task_finished(status: str) -> None:
+    TASKS_FINISHED.labels(status if status in ("completed", "failed") else OTHER).inc()
+
+
+def set_task_stats(by_state: dict[str, int], queue_depth: int, oldest_running_s: float) -> None:
+    """The store's task counts, refreshed by the worker every few seconds."""
+    global _task_stats
+    _task_stats = {"by_state": {k: int(by_state.get(k, 0)) for k in TASK_STATES}, "queue": int(queue_depth),
+                   "oldest": float(oldest_running_s)}
+
+
+class _TaskCollector(Collector):
+    """reapi_tasks{state}, reapi_task_queue_depth, reapi_task_oldest_running_seconds."""
+
+    def _families(self) -> list:
+        return [GaugeMetricFamily("reapi_tasks", "Open tasks in the store, by state.", labels=("state",)),
+                GaugeMetricFamily("reapi_task_queue_depth", "Tasks due to be submitted (queued, due now)."),
+                GaugeMetricFamily("reapi_task_oldest_running_seconds", "Age of the oldest task not yet ended.")]
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        stats = _task_stats
+        if not stats:
+            return []
+        states, queue, oldest = self._families()
+        for state in TASK_STATES:
+            states.add_metric((state,), stats["by_state"][state])
+        queue.add_metric((), stats["queue"])
+        oldest.add_metric((), stats["oldest"])
+        return [states, queue, oldest]
+
+
 REGISTRY.register(_CostCollector())
 REGISTRY.register(_ChannelCollector())
+REGISTRY.register(_TaskCollector())
 
 
 def set_health_provider(fn: Callable[[], dict[int, dict]] | None) -> None:

@@ -66,7 +66,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "REAPI_LOG_LEVEL", "info", "log level: " + ", ".join(LOG_LEVELS)),
     # the web console (reapi.web, reapi.console)
     Setting("public_url", "REAPI_PUBLIC_URL", None,
-            "this deployment's public base URL (https://...) for links, snippets and the Secure cookie; "
+            "this deployment's public base URL (https://...) for links, snippets, task output URLs and the Secure cookie; "
             "unset: the request's own origin"),
     Setting("signup", "REAPI_SIGNUP", "open", "console sign-up: " + ", ".join(SIGNUP_MODES)),
     Setting("signup_credit_usd", "REAPI_SIGNUP_CREDIT_USD", "0", "a new user's first chat credit in USD"),
@@ -79,6 +79,28 @@ SETTINGS: tuple[Setting, ...] = (
             "smtp://[user:password@]host:port (smtps:// for TLS) for password-reset and verification mail; "
             "unset: no mail"),
     Setting("smtp_from", "REAPI_SMTP_FROM", "reapi@localhost", "the From address of the console's mail"),
+    # the task gateway (reapi.tasks)
+    Setting("task_worker", "REAPI_TASK_WORKER", "on", "on: `reapi serve` runs the task worker too; off: only "
+            "`reapi worker` does"),
+    Setting("task_lease_seconds", "REAPI_TASK_LEASE_SECONDS", 30,
+            "a worker's lease on a task; a dead worker's tasks are taken over after it", 2, 3600),
+    Setting("task_poll_ms", "REAPI_TASK_POLL_MS", 1000,
+            "first wait before polling an upstream task; grows 1.5x per poll up to 10x", 10, 600_000),
+    Setting("task_concurrency", "REAPI_TASK_CONCURRENCY", 64, "tasks one worker process works on at once", 1, 10_000),
+    # task output files and webhooks (reapi.media, reapi.webhooks)
+    Setting("media_dir", "REAPI_MEDIA_DIR", None,
+            "directory of task output files; default: media/ beside the SQLite file, else ./media"),
+    Setting("media_s3_url", "REAPI_MEDIA_S3_URL", None,
+            "store task outputs in a bucket instead: s3://BUCKET/PREFIX?endpoint=URL&region=R"),
+    Setting("media_max_bytes", "REAPI_MEDIA_MAX_BYTES", 256 * 1024 * 1024,
+            "largest task output file copied in", 1024, 2**34),
+    Setting("media_fetch_timeout_s", "REAPI_MEDIA_FETCH_TIMEOUT_S", 120,
+            "seconds to download one task output (and for one S3 call)", 1, 3600),
+    Setting("media_retention_hours", "REAPI_MEDIA_RETENTION_HOURS", 168,
+            "hours task output files are kept after the task ends", 1, 87600),
+    Setting("webhook_allow_private", "REAPI_WEBHOOK_ALLOW_PRIVATE", "0",
+            "1: webhooks may target private, loopback and link-local addresses"),
+    Setting("webhook_timeout_s", "REAPI_WEBHOOK_TIMEOUT_S", 10, "seconds one webhook delivery may take", 1, 60),
 )
 
 # integer field -> (environment variable, least allowed, greatest allowed)
@@ -129,6 +151,23 @@ class Settings:
     session_max_s: int = 30 * 86400
     smtp_url: str | None = None  # smtp://host:port; None: no password-reset or verification mail
     smtp_from: str = "reapi@localhost"
+    # The task gateway's worker: inside `reapi serve` ("on") or only as `reapi worker` ("off"); its lease
+    # on a task (a worker that died is taken over after it), its first poll wait (growing 1.5x
+    # per poll up to 10x), and how many tasks one worker process works on at once.
+    task_worker: str = "on"
+    task_lease_seconds: int = 30
+    task_poll_ms: int = 1000
+    task_concurrency: int = 64
+    # Task output files: a local directory (None: media/ beside the SQLite file) or an S3 bucket.
+    media_dir: str | None = None
+    media_s3_url: str | None = None
+    media_max_bytes: int = 256 * 1024 * 1024
+    media_fetch_timeout_s: int = 120
+    media_retention_hours: int = 168
+    # Webhooks: True (REAPI_WEBHOOK_ALLOW_PRIVATE=1) lets targets resolve to private, loopback and
+    # link-local addresses (tests, LANs).
+    webhook_allow_private: bool = False
+    webhook_timeout_s: int = 10
 
     def __post_init__(self) -> None:
         validate(self)
@@ -142,8 +181,13 @@ class Settings:
                 values[x.field] = _int(env, x.env, x.default)  # type: ignore[arg-type]
             else:
                 values[x.field] = env.get(x.env) or x.default
+        flag = str(values["webhook_allow_private"])
+        if flag not in ("0", "1"):
+            raise SettingsError(f"REAPI_WEBHOOK_ALLOW_PRIVATE must be 0 or 1, got {flag!r}")
+        values["webhook_allow_private"] = flag == "1"
         values["log_level"] = str(values["log_level"]).lower()
         values["signup"] = str(values["signup"]).lower()
+        values["task_worker"] = str(values["task_worker"]).lower()
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -186,5 +230,16 @@ def validate(s: Settings) -> None:
     if not ok:
         raise SettingsError("REAPI_SIGNUP_CREDIT_USD must be a decimal USD amount between 0 and 1000000, "
                             f"got {s.signup_credit_usd!r}")
+    if s.task_worker not in ("on", "off"):
+        raise SettingsError(f"REAPI_TASK_WORKER must be on or off, got {s.task_worker!r}")
+    if not isinstance(s.webhook_allow_private, bool):
+        raise SettingsError(f"webhook_allow_private must be True or False, got {s.webhook_allow_private!r}")
+    if s.media_s3_url is not None:
+        from reapi.media.s3 import parse_s3_url
+
+        try:
+            parse_s3_url(s.media_s3_url)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
     if s.log_level.lower() not in LOG_LEVELS:
         raise SettingsError(f"REAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")

@@ -213,5 +213,6 @@ def test_demo_serves_a_chat_call_with_the_key_it_prints(tmp_path):
             proc.wait(timeout=30)
     runner = CliRunner(env={"REAPI_DATABASE_URL": env["REAPI_DATABASE_URL"]})
     listed = orjson.loads(runner.invoke(main, ["channels", "list"]).stdout)
-    assert sorted(c["name"] for c in listed) == ["demo-anthropic", "demo-openai"]  # not created twice
+    assert sorted(c["name"] for c in listed) == ["demo-anthropic", "demo-ark", "demo-images", "demo-openai",
+                                                 "demo-reapi-tasks"]  # not created twice
     assert "ledger ok" in runner.invoke(main, ["ledger", "verify"]).stdout

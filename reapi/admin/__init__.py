@@ -18,14 +18,15 @@ from fastapi.responses import Response
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reapi.admin import accounts, channels, groups, keys, models, users
+from reapi.admin import accounts, channels, groups, keys, models, task_models, tasks, users
 from reapi.errors import GatewayError, envelope
 from reapi.gateway import Gateway
 from reapi.operations.inputs import refusal
 
 log = logging.getLogger("reapi.admin")
 
-ROUTERS = (channels.router, models.router, groups.router, accounts.router, keys.router, users.router)
+ROUTERS = (channels.router, models.router, groups.router, accounts.router, keys.router, users.router,
+           task_models.router, tasks.router)
 INTERNAL = envelope("The gateway hit an internal error.", "server_error", None, "internal_error")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from reapi import operations as ops
+from reapi.catalog import TASK_CHANNEL_TYPES
 from reapi.admin.common import Gw, Id, read, write
 from reapi.operations.inputs import ChannelIn, ChannelPatch, not_found
 from reapi.store import queries
@@ -50,4 +51,7 @@ async def test_channel(gw: Gw, cid: Id) -> dict:
     ch = gw.catalog.snapshot.channels.get(cid)
     if ch is None:
         raise not_found("Channel", cid)
+    if ch.type in TASK_CHANNEL_TYPES:
+        return {"ok": False, "model": None, "code": "not_probed",
+                "message": "Task channels are not probed: a probe would start a paid upstream task."}
     return await probe_channel(gw, ch)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 NANO_PER_USD = 10**9
+NANO_PER_CREDIT = 10**6  # the task gateway's credits: 1,000 credits = 1 USD
 MAX_NANO = 2**63 - 1  # BIGINT
 
 
@@ -88,3 +89,16 @@ def format_rate(micro: int) -> str:
 
 def format_multiplier(milli: int) -> str:
     return _format(milli, 3, 1)
+
+
+def parse_credits(value: object, what: str = "credits") -> int:
+    """Task gateway credits ("12.5") -> nano-USD (12_500_000). At most 6 decimals, never negative."""
+    n = _scaled(value, what, 6)
+    if n < 0:
+        raise MoneyError(f"{what} must not be negative")
+    return n
+
+
+def format_credits(nano: int) -> str:
+    """12_500_000 nano-USD -> "12.5" credits; whole numbers without decimals ("50")."""
+    return _format(nano, 6, 0)

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import anthropic_format, openai_format, responses_format
+from . import anthropic_format, ark_format, openai_format, responses_format
 from .directives import (
     DirectiveError,
     Directives,
@@ -46,6 +46,7 @@ from .directives import (
     parse_directives,
     warm_tokenizer,
 )
+from . import images_format, reapi_tasks_format
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-4o",
@@ -501,10 +502,13 @@ def create_app(config: MockConfig) -> web.Application:
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
+    images_format.add_routes(app, config.api_key)  # OpenAI Images (openai-images task channels)
+    reapi_tasks_format.add_routes(app, config.api_key)  # reapi's task API (reapi-tasks task channels)
     app.router.add_get("/_mock/requests", get_requests)
     app.router.add_delete("/_mock/requests", clear_requests)
     app.router.add_get("/_mock/stats", get_stats)
     app.router.add_post("/_mock/reset", reset)
+    ark_format.add_routes(app, config.api_key)  # the Ark task API (Seedance video tasks)
     return app
 
 

@@ -70,6 +70,10 @@ async def create_key(conn: AsyncConnection, account_id: int, *, name: str = "def
     spec = checked(KeyIn, name=name, workspace=workspace, groups=None if groups is None else list(groups),
                    models=None if models is None else list(models), spend_limit_usd=spend_limit_usd,
                    rpm=rpm, tpm=tpm, expires_at=expires_at)
+    if spec.workspace == "tasks" and spec.spend_limit_usd is not None:
+        # the task gateway holds per account (its tasks wallet); a key cap it would not enforce is refused
+        raise bad_request("spend_limit_usd applies to chat keys only; a tasks key spends its account's tasks "
+                          "wallet.", param="spend_limit_usd")
     limit = None if spec.spend_limit_usd is None else money.usd(spec.spend_limit_usd, "spend_limit_usd")
     expires = expiry_ms(spec.expires_at)
     if await queries.get_account(conn, account_id) is None:

@@ -13,7 +13,9 @@ from reapi.store import queries
 def _known_type(type: str) -> None:
     from reapi.gateway import ADAPTERS  # the adapter registry (moving to reapi.relay.registry)
 
-    if type not in ADAPTERS:
+    from reapi.catalog import TASK_CHANNEL_TYPES  # the task gateway's channel types (reapi.tasks.providers)
+
+    if type not in ADAPTERS and type not in TASK_CHANNEL_TYPES:
         raise bad_request(f"Unknown channel type '{type}'.", param="type")
 
 

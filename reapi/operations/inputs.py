@@ -22,7 +22,7 @@ NAME_MAX = 200  # the store's name columns are VARCHAR(200)
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (CR/LF would split log lines and headers)
 WALLETS = ("chat", "tasks")  # an account's balances; a key's workspace names the wallet it spends
 Wallet = Literal["chat", "tasks"]
-ChannelType = Literal["openai", "anthropic"]
+ChannelType = Literal["openai", "anthropic", "ark", "openai-images", "reapi-tasks"]  # the last three: tasks
 
 
 def check_base_url(url: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reapi import metrics
-from reapi.catalog import ApiKey, Channel, Group, LongContext, Price
+from reapi.catalog import TASK_CHANNEL_TYPES, ApiKey, Channel, Group, LongContext, Price, Sku, TaskModel
 from reapi.store import schema
 from reapi.store.db import sqlite_path
 
@@ -51,6 +51,10 @@ class Snapshot:
     aliases: dict[str, str] = field(default_factory=dict)
     created: dict[str, int] = field(default_factory=dict)  # model -> when it was first priced (unix s)
     views: dict = field(default_factory=dict)  # answers prebuilt from this snapshot (reapi.api.models)
+    # The task gateway's: its models, and its pools (channels of the task types only; chat pools
+    # never hold them, so /v1 never sends a chat call to a task upstream, nor the reverse).
+    task_models: dict[str, TaskModel] = field(default_factory=dict)
+    task_pools: dict[tuple[str, str], list[list[Channel]]] = field(default_factory=dict)
 
     def served_models(self, groups: tuple[str, ...] | None) -> list[str]:
         """Models with a price and at least one enabled channel in one of `groups` (None: any); their own
@@ -120,6 +124,7 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
     for r in (await conn.execute(select(schema.groups))).mappings():
         snap.groups[r["name"]] = Group(r["name"], r["rpm"], r["tpm"], r["total_rpm"], r["total_tpm"])
     tiers: dict[tuple[str, str], dict[int, list[Channel]]] = {}
+    task_tiers: dict[tuple[str, str], dict[int, list[Channel]]] = {}
     for r in (await conn.execute(select(schema.channels).order_by(schema.channels.c.id))).mappings():
         ch = Channel(
             id=r["id"], name=r["name"], type=r["type"], base_url=r["base_url"], api_key=r["api_key"],
@@ -132,21 +137,35 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
         snap.channels[ch.id] = ch
         if not ch.enabled or ch.weight <= 0:
             continue
+        into = task_tiers if ch.type in TASK_CHANNEL_TYPES else tiers
         for g in ch.groups:
             for m in ch.models:
                 if m in aliases:  # a channel listing an alias by name: the alias routes as its model
                     continue
-                tiers.setdefault((g, m), {}).setdefault(ch.priority, []).append(ch)
+                into.setdefault((g, m), {}).setdefault(ch.priority, []).append(ch)
                 for a in by_model.get(m, ()):
-                    tiers.setdefault((g, a), {}).setdefault(ch.priority, []).append(ch)
+                    into.setdefault((g, a), {}).setdefault(ch.priority, []).append(ch)
     for pool_key, by_priority in tiers.items():
         snap.pools[pool_key] = [by_priority[p] for p in sorted(by_priority, reverse=True)]
+    for pool_key, by_priority in task_tiers.items():
+        snap.task_pools[pool_key] = [by_priority[p] for p in sorted(by_priority, reverse=True)]
+    for r in (await conn.execute(select(schema.task_models))).mappings():
+        snap.task_models[r["name"]] = task_model_of(r)
     return snap
+
+
+def task_model_of(r) -> TaskModel:
+    """A task_models row as the catalog holds it."""
+    return TaskModel(
+        name=r["name"], category=r["category"], endpoint=r["endpoint"], unit=r["unit"],
+        quantity=tuple(orjson.loads(r["quantity"])),
+        skus=tuple(Sku(s["when"], s["nano_per_unit"]) for s in orjson.loads(r["skus"])),
+        params=orjson.loads(r["params"]), max_seconds=r["max_seconds"], description=r["description"])
 
 
 def publish_names(snap: Snapshot) -> None:
     """Tell the metrics which model, group and channel names are configured (metric labels)."""
-    models = set(snap.prices)
+    models = set(snap.prices) | set(snap.task_models)
     groups = set(snap.groups)
     for ch in snap.channels.values():
         models.update(ch.models)

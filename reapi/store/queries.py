@@ -220,3 +220,21 @@ async def list_ledger(conn: AsyncConnection, account_id: int, limit: int, before
         q = q.where(L.c.id < before_id)
     rows = (await conn.execute(q.order_by(L.c.id.desc()).limit(limit))).mappings()
     return [dict(r) for r in rows]
+
+
+# --- task models (the task gateway's rate card) -----------------------------------------
+
+async def put_task_model(conn: AsyncConnection, name: str, v: dict) -> None:
+    TM = schema.task_models
+    values = dict(v, updated_at=now_ms())
+    exists = (await conn.execute(select(TM.c.name).where(TM.c.name == name))).first()
+    if exists:
+        await conn.execute(update(TM).where(TM.c.name == name).values(**values))
+    else:
+        await conn.execute(insert(TM).values(name=name, **values))
+    await bump_version(conn)
+
+
+async def list_task_models(conn: AsyncConnection) -> list[dict]:
+    TM = schema.task_models
+    return [dict(r) for r in (await conn.execute(select(TM).order_by(TM.c.name))).mappings()]

@@ -180,6 +180,56 @@ ledger = Table(
     Index("ix_ledger_account", "account_id", "id"),
 )
 
+# --- webhooks (reapi.webhooks; migration 0009) ----------------------------------------------
+
+# Each account's webhook signing secret ("whsec_" + base64 of 24 random bytes), stored as is:
+# it must be shown to its owner and HMAC needs the key itself, so it cannot be hashed (like the
+# channels' upstream keys, it is protected by the store's access rules). After a rotation the
+# previous secret also signs, until previous_until, so deliveries in flight still verify.
+webhook_secrets = Table(
+    "webhook_secrets", metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("secret", String(64), nullable=False),
+    Column("previous_secret", String(64), nullable=True),
+    Column("previous_until", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("rotated_at", BigInteger, nullable=True),
+)
+
+# The outbox: one row per webhook message (its id is the webhook-id header, the same on every
+# attempt), written in the transaction of the task's terminal transition; a Deliverer claims
+# due rows (lease_until) and records each try in webhook_attempts.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", String(32), primary_key=True),  # msg_...
+    Column("account_id", Integer, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the exact JSON body sent
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", BigInteger, nullable=False),  # when the next attempt is due (ms)
+    Column("lease_until", BigInteger, nullable=True),  # claimed by a deliverer until then
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Index("ix_webhook_deliveries_task", "task_id"),
+    Index("ix_webhook_deliveries_due", "next_at", sqlite_where=text("status = 'pending'"),
+          postgresql_where=text("status = 'pending'")),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(32), nullable=False),
+    Column("n", Integer, nullable=False),  # 1, 2, ...
+    Column("at", BigInteger, nullable=False),  # ms
+    Column("status_code", Integer, nullable=True),  # the receiver's HTTP status, if it answered
+    Column("duration_ms", Integer, nullable=False),
+    Column("error", String(32), nullable=True),  # error class; NULL when delivered
+    Index("ix_webhook_attempts_delivery", "delivery_id", "n"),
+)
+
+
 # Single-row counters; 'config_version' is bumped by every admin change so other
 # instances reload their in-memory catalog.
 meta = Table(
@@ -239,4 +289,69 @@ auth_events = Table(
     Column("subject", String(254), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_auth_events_subject", "kind", "subject", "created_at"),
+)
+
+
+# --- the task gateway (migration 0006) ------------------------------------------------------
+
+# An async task's life: queued (stored, cost held) -> submitting (claimed, the upstream call is being
+# made: its outcome is unknown until upstream_id is stored) -> running (upstream id known, polled)
+# -> completed | failed. The terminal transition and its ledger entries are one transaction,
+# guarded by a compare-and-set on `status`. Clients see queued/submitting/running as "processing".
+tasks = Table(
+    "tasks", metadata,
+    Column("id", String(40), primary_key=True),  # "task_" + 26 characters
+    Column("account_id", Integer, nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("group", String(200), nullable=False),  # the channel pool the worker picks from
+    Column("model", String(200), nullable=False),
+    Column("category", String(16), nullable=False),  # image | video | audio
+    Column("status", String(16), nullable=False),
+    Column("body", Text, nullable=False),  # the validated body as JSON (model and our own fields removed)
+    Column("cost_nano", BigInteger, nullable=False),  # held at submit, captured on success
+    Column("channel_id", Integer, nullable=True),
+    Column("upstream_id", String(128), nullable=True),
+    Column("progress", Integer, nullable=True),
+    Column("outputs", Text, nullable=True),  # JSON: {"image_urls": [...]} etc., reapi's own URLs
+    Column("error_code", Integer, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),  # polls (and submit tries) so far
+    Column("lease_owner", String(32), nullable=True),  # the worker holding the task
+    Column("lease_until", BigInteger, nullable=True),  # ms; after it, any worker may take the task over
+    Column("next_at", BigInteger, nullable=False),  # ms: when the task is due for its next step
+    Column("deadline_at", BigInteger, nullable=False),  # ms: created_at + the model's max_seconds
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("expires_at", BigInteger, nullable=True),  # when the output files are deleted
+    Index("ix_tasks_account_created", "account_id", "created_at"),
+    # The worker's claim reads open tasks only: this partial index holds just those.
+    Index("ix_tasks_open", "next_at", sqlite_where=text("status IN ('queued', 'submitting', 'running')"),
+          postgresql_where=text("status IN ('queued', 'submitting', 'running')")),
+)
+
+# A task model: the price list and accepted parameters of one public task model.
+task_models = Table(
+    "task_models", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("category", String(16), nullable=False),  # image | video | audio
+    Column("endpoint", String(16), nullable=False),  # images | videos | audio (the submit route)
+    Column("unit", String(16), nullable=False),  # image | second | generation | song | minute | request
+    Column("quantity", Text, nullable=False),  # JSON list of integer field names multiplied together
+    Column("skus", Text, nullable=False),  # JSON list of {"when": {...}, "credits_per_unit": "50"}
+    Column("params", Text, nullable=False),  # JSON Schema (subset) of the accepted body fields
+    Column("max_seconds", Integer, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Idempotency-Key of a submit: the same key with the same body within 24 h answers the same task.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("body_hash", String(64), nullable=False),  # sha256 hex of the request body as sent
+    Column("task_id", String(40), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
