@@ -83,6 +83,21 @@ def models_route(gw: Gateway) -> ASGI:
     return stamped(run)
 
 
+def lazy(gw: Gateway, module: str, name: str) -> ASGI:
+    """The route `module.name(gw, scope, receive, send)`, imported at its first request (wing code
+    stays out of the process until it is used)."""
+    route: list = []
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        if not route:
+            import importlib
+
+            route.append(getattr(importlib.import_module(module), name))
+        await route[0](gw, scope, receive, send)
+
+    return run
+
+
 def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
     """/v1/* beyond the exact hot paths: OpenAI's envelope, Anthropic's under /v1/messages."""
 
@@ -123,6 +138,7 @@ def create_app(settings: Settings | None = None):
     # 2. exact public paths
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
     exact.update({"/docs": admin, "/docs/oauth2-redirect": admin, "/openapi.json": admin})
+    exact["/webhooks/stripe"] = stamped(lazy(gw, "reapi.webhooks", "stripe_webhook"))  # Stripe's deliveries
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
