@@ -281,8 +281,3 @@ async def _apply(engine: AsyncEngine, event_id: str, kind: str, sid: str, obj: d
              row["account_id"], row["wallet"])
     return Outcome(200, "credited")
 
-
-async def list_topups(conn: Any, account_id: int, limit: int = 50) -> list[dict]:
-    """An account's top-ups, newest first (Stripe and codes), with their status."""
-    rows = await conn.execute(select(T).where(T.c.account_id == account_id).order_by(T.c.id.desc()).limit(limit))
-    return [dict(r) for r in rows.mappings()]
