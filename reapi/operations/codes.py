@@ -5,14 +5,16 @@ the operator's values (amount, count, wallet, expiry, note) and turns them into 
 """
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timezone
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reapi.billing.money import format_usd
-from reapi.errors import bad_request
+from reapi.errors import GatewayError, bad_request
+from reapi.limits import Limiter
 from reapi.operations import money
 from reapi.operations.inputs import Money, Strict, Wallet, checked
 from reapi.payments import codes
@@ -69,3 +71,16 @@ async def list_codes(conn: AsyncConnection, limit: int = 100, before_id: int | N
 async def redeem_code(conn: AsyncConnection, account_id: int, code: str) -> codes.Redeemed:
     """Redeem `code` for `account_id` in the caller's transaction (see payments.codes.redeem)."""
     return await codes.redeem(conn, account_id, code)
+
+
+async def redeem_throttled(engine: AsyncEngine, limiter: Limiter, account_id: int, code: str) -> codes.Redeemed:
+    """A customer's redemption: first the account's attempt budget (payments.codes.redeem_rule, in
+    `limiter`: shared through Redis when the gateway has it), then the redemption in its own
+    transaction. Raises GatewayError 429 redeem_throttled, or as payments.codes.redeem."""
+    decision = await limiter.admit([codes.redeem_rule(account_id)], 0)
+    if not decision.allowed:
+        wait = max(1, math.ceil(decision.retry_after_s))
+        raise GatewayError(429, f"Too many redemption attempts. Try again in {wait} s.", type="requests",
+                           param="code", code="redeem_throttled", headers={"retry-after": str(wait)})
+    async with engine.begin() as conn:
+        return await codes.redeem(conn, account_id, code)

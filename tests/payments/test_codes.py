@@ -156,11 +156,23 @@ async def test_mint_refuses_bad_values(engine):
         assert (await conn.execute(text("SELECT count(*) FROM redemption_codes"))).scalar() == 0
 
 
-async def test_redemption_attempts_are_throttled_per_account():
+async def test_redemption_attempts_are_throttled_per_account(engine):
     limiter = MemoryLimiter()
-    admitted = [(await limiter.admit([codes.redeem_rule(1)], 0)).allowed for _ in range(12)]
-    assert admitted == [True] * codes.REDEEM_PER_MINUTE + [False] * (12 - codes.REDEEM_PER_MINUTE)
-    assert (await limiter.admit([codes.redeem_rule(2)], 0)).allowed  # another account is not affected
+    acc, other = await new_account(engine), await new_account(engine, "other")
+    [code] = await mint(engine, "1.00", 1)
+    outcomes = []
+    for _ in range(codes.REDEEM_PER_MINUTE):  # guesses use up the budget
+        with pytest.raises(GatewayError) as err:
+            await code_ops.redeem_throttled(engine, limiter, acc, codes.new_code())
+        outcomes.append(err.value.code)
+    assert outcomes == ["code_invalid"] * codes.REDEEM_PER_MINUTE
+    with pytest.raises(GatewayError) as err:  # even the right code waits now
+        await code_ops.redeem_throttled(engine, limiter, acc, code)
+    assert (err.value.status, err.value.code, err.value.type) == (429, "redeem_throttled", "requests")
+    assert 1 <= int(err.value.headers["retry-after"]) <= 6
+    assert await balances(engine, acc) == {"chat": 0, "tasks": 0}
+    r = await code_ops.redeem_throttled(engine, limiter, other, code)  # another account is not affected
+    assert r.balance_nano == 1_000_000_000
 
 
 async def test_admin_api_mints_and_lists_masked(sqlite_url):
