@@ -83,21 +83,6 @@ def models_route(gw: Gateway) -> ASGI:
     return stamped(run)
 
 
-def lazy(gw: Gateway, module: str, name: str) -> ASGI:
-    """The route `module.name(gw, scope, receive, send)`, imported at its first request (wing code
-    stays out of the process until it is used)."""
-    route: list = []
-
-    async def run(scope: dict, receive: Receive, send: Send) -> None:
-        if not route:
-            import importlib
-
-            route.append(getattr(importlib.import_module(module), name))
-        await route[0](gw, scope, receive, send)
-
-    return run
-
-
 def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
     """/v1/* beyond the exact hot paths: OpenAI's envelope, Anthropic's under /v1/messages."""
 
@@ -120,6 +105,36 @@ def build_v1(gw: Gateway, models_app: ASGI) -> ASGI:
     return v1
 
 
+# The console's exact paths beside its /console/ prefix (reapi.console.routes names each page).
+CONSOLE_PATHS = ("/console", "/signup", "/signup/verify", "/login", "/logout", "/password/forgot",
+                 "/password/reset")
+
+
+def lazy(factory: Callable[[], ASGI]) -> ASGI:
+    """An app built by `factory` on its first request: a wing's imports (Jinja2, argon2, its
+    templates) cost nothing to a process that never serves it, and nothing on the hot path."""
+    built: list[ASGI] = []
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        if not built:
+            built.append(factory())
+        await built[0](scope, receive, send)
+
+    return run
+
+
+def _console(gw: Gateway) -> ASGI:
+    from reapi.console import build_console
+
+    return build_console(gw)
+
+
+def _stripe_webhook(gw: Gateway) -> ASGI:
+    from reapi.webhooks import stripe_webhook
+
+    return partial(stripe_webhook, gw)
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -130,6 +145,7 @@ def create_app(settings: Settings | None = None):
     admin = stamped(build_admin(gw))  # also /docs and /openapi.json until issue #12 moves them
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
+    console = stamped(lazy(partial(_console, gw)))  # the customer console (reapi.console, on reapi.web)
 
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
@@ -138,13 +154,15 @@ def create_app(settings: Settings | None = None):
     # 2. exact public paths
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
     exact.update({"/docs": admin, "/docs/oauth2-redirect": admin, "/openapi.json": admin})
-    exact["/webhooks/stripe"] = stamped(lazy(gw, "reapi.webhooks", "stripe_webhook"))  # Stripe's deliveries
+    exact["/webhooks/stripe"] = stamped(lazy(partial(_stripe_webhook, gw)))  # Stripe's deliveries (reapi.webhooks)
+    exact.update({path: console for path in CONSOLE_PATHS})
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
         ("/admin/", admin),  # the operator's API (reapi.admin)
         # ("/api/v1/", tasks),  the task gateway's API goes here
-        # ("/console/", console),  the operator console goes here
+        ("/console/", console),  # the customer console's pages
+        ("/static/", console),  # reapi.web's static files (served by the first web app)
         # public pages (the site) go last, as the fallback in place of not_found
     )
 

@@ -68,3 +68,7 @@ class ApiKey:
     rpm: int | None = None
     tpm: int | None = None
     workspace: str = "chat"  # the wallet it spends: "chat" (/v1) or "tasks" (the task gateway)
+    expires_at: int | None = None  # ms since the epoch; from then on the key opens nothing
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_at is not None and now_ms >= self.expires_at

@@ -245,13 +245,15 @@ def keys() -> None:
 @click.option("--group", "groups", multiple=True, help="Restrict to group (repeat).")
 @click.option("--model", "models_", multiple=True, help="Restrict to model (repeat).")
 @click.option("--spend-limit", default=None, help="USD cap for this key.")
-def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit) -> None:
+@click.option("--expires", default=None, help="The key stops working then: 2027-01-01 or an ISO date-time (UTC).")
+def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit, expires) -> None:
     """Create a key (printed once: only its hash is stored)."""
     from reapi import operations as ops
 
     k = _op(ops.create_key, account_id, name=name, workspace=workspace, groups=groups or None,
-            models=models_ or None, spend_limit_usd=spend_limit,
-            hints={"name": "--name", "groups": "--group", "models": "--model", "spend_limit_usd": "--spend-limit"})
+            models=models_ or None, spend_limit_usd=spend_limit, expires_at=expires,
+            hints={"name": "--name", "groups": "--group", "models": "--model", "spend_limit_usd": "--spend-limit",
+                   "expires_at": "--expires"})
     click.echo(f"key {k['id']}: {k['key']}")
     click.echo("(shown once: only its hash is stored)", err=True)
 
@@ -304,6 +306,63 @@ def codes_list(limit: int) -> None:
             state = "expired"
         click.echo(f"{r['id']}\tRC-****-****-****-{r['last4']}\t{format_usd(r['amount_nano'])} USD\t{r['wallet']}\t"
                    f"{r['batch']}\t{state}")
+
+
+@main.group()
+def users() -> None:
+    """Console users (each owns one account)."""
+
+
+def _users_op(fn, *args, **kw) -> Any:
+    return _op(fn, *args, hints={"email": "EMAIL", "password": "--password"}, **kw)
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--password", default=None, help="At least 8 characters; omitted: a random one is printed once.")
+@click.option("--admin", is_flag=True, help="May open the operator pages.")
+def users_create(email: str, password: str | None, admin: bool) -> None:
+    """Create a user with a new account (verified: it can sign in at once)."""
+    import secrets
+
+    from reapi.operations import users as u
+
+    shown = password is None
+    password = password if password is not None else secrets.token_urlsafe(12)
+    try:
+        hashed = _run(u.hash_password(password))
+    except Exception as err:  # GatewayError: the password rules
+        raise click.BadParameter(str(err), param_hint="--password") from None
+    user = _users_op(u.create_user, email, hashed, is_admin=admin)
+    click.echo(f"user {user['id']}: {user['email']} (account {user['account_id']}){' admin' if admin else ''}")
+    if shown:
+        click.echo(f"password: {password}")
+        click.echo("(shown once)", err=True)
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The new password (prompted for when omitted).")
+def users_set_password(email: str, password: str) -> None:
+    """Set a user's password; every session of the user ends."""
+    from reapi.operations import users as u
+
+    try:
+        hashed = _run(u.hash_password(password))
+    except Exception as err:
+        raise click.BadParameter(str(err), param_hint="--password") from None
+
+    async def go(conn):
+        user = await u.find_user(conn, email)
+        if user is None:
+            from reapi.errors import GatewayError
+
+            raise GatewayError(404, f"No user with the e-mail {email.strip().lower()}.", code="not_found")
+        return user["id"], await u.set_password(conn, user["id"], hashed)
+
+    uid, ended = _users_op(go)
+    click.echo(f"user {uid}: password set; {ended} session(s) ended")
 
 
 @main.group()

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, fields
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+SIGNUP_MODES = ("open", "verify", "closed")
 
 
 class SettingsError(SystemExit):
@@ -71,6 +72,21 @@ SETTINGS: tuple[Setting, ...] = (
             "Stripe's API origin (a proxy, or a fake in tests)"),
     Setting("topup_min_usd", "REAPI_TOPUP_MIN_USD", 5, "smallest Stripe top-up in USD", 1, 1_000_000),
     Setting("topup_max_usd", "REAPI_TOPUP_MAX_USD", 1000, "largest Stripe top-up in USD", 1, 1_000_000),
+    # the web console (reapi.web, reapi.console)
+    Setting("public_url", "REAPI_PUBLIC_URL", None,
+            "this deployment's public base URL (https://...) for links, snippets and the Secure cookie; "
+            "unset: the request's own origin"),
+    Setting("signup", "REAPI_SIGNUP", "open", "console sign-up: " + ", ".join(SIGNUP_MODES)),
+    Setting("signup_credit_usd", "REAPI_SIGNUP_CREDIT_USD", "0", "a new user's first chat credit in USD"),
+    Setting("signups_per_hour", "REAPI_SIGNUPS_PER_HOUR", 5, "sign-ups per client address per hour", 1, 1_000_000),
+    Setting("session_idle_s", "REAPI_SESSION_IDLE_S", 2 * 86400,
+            "a console session ends after this many seconds unused", 60, 365 * 86400),
+    Setting("session_max_s", "REAPI_SESSION_MAX_S", 30 * 86400,
+            "a console session ends this many seconds after sign-in", 60, 365 * 86400),
+    Setting("smtp_url", "REAPI_SMTP_URL", None,
+            "smtp://[user:password@]host:port (smtps:// for TLS) for password-reset and verification mail; "
+            "unset: no mail"),
+    Setting("smtp_from", "REAPI_SMTP_FROM", "reapi@localhost", "the From address of the console's mail"),
 )
 
 # integer field -> (environment variable, least allowed, greatest allowed)
@@ -119,6 +135,16 @@ class Settings:
     # the minimum is raised to it (payments.stripe.amount_range).
     topup_min_usd: int = 5
     topup_max_usd: int = 1000
+    # The web console. public_url: links, snippets and the Secure cookie flag (https);
+    # None: the request's own origin.
+    public_url: str | None = None
+    signup: str = "open"  # open | verify (the e-mailed link activates the user) | closed
+    signup_credit_usd: str = "0"  # a new user's first credit into the chat wallet
+    signups_per_hour: int = 5  # per client address
+    session_idle_s: int = 2 * 86400
+    session_max_s: int = 30 * 86400
+    smtp_url: str | None = None  # smtp://host:port; None: no password-reset or verification mail
+    smtp_from: str = "reapi@localhost"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -133,6 +159,7 @@ class Settings:
             else:
                 values[x.field] = env.get(x.env) or x.default
         values["log_level"] = str(values["log_level"]).lower()
+        values["signup"] = str(values["signup"]).lower()
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -155,5 +182,27 @@ def validate(s: Settings) -> None:
         raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if not s.stripe_api_base.startswith(("https://", "http://")) or any(c <= " " for c in s.stripe_api_base):
         raise SettingsError("REAPI_STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com")
+    if s.signup not in SIGNUP_MODES:
+        raise SettingsError(f"REAPI_SIGNUP must be one of {', '.join(SIGNUP_MODES)}, got {s.signup!r}")
+    if s.public_url is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(s.public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+                or "@" in parts.netloc or any(c <= " " for c in s.public_url):
+            raise SettingsError("REAPI_PUBLIC_URL must be an http:// or https:// URL with a host "
+                                "(no user info, query or fragment)")
+    if s.smtp_url is not None and not s.smtp_url.startswith(("smtp://", "smtps://")):
+        raise SettingsError("REAPI_SMTP_URL must be an smtp:// or smtps:// URL")
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        credit = Decimal(s.signup_credit_usd)
+        ok = credit.is_finite() and 0 <= credit <= 1_000_000 and credit == credit.quantize(Decimal("0.000000001"))
+    except (InvalidOperation, TypeError):
+        ok = False
+    if not ok:
+        raise SettingsError("REAPI_SIGNUP_CREDIT_USD must be a decimal USD amount between 0 and 1000000, "
+                            f"got {s.signup_credit_usd!r}")
     if s.log_level.lower() not in LOG_LEVELS:
         raise SettingsError(f"REAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")

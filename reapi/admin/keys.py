@@ -22,7 +22,8 @@ def key_out(r: dict) -> dict:
             "workspace": r.get("workspace", "chat"), "groups": r["groups"], "models": r["models"],
             "spend_limit_usd": usd_or_none(r["spend_limit_nano"]), "spent_usd": format_usd(r["spent_nano"]),
             "rpm": r["rpm"], "tpm": r["tpm"], "revoked": r["revoked_at"] is not None,
-            "revoked_at": iso(r["revoked_at"]), "created_at": iso(r["created_at"])}
+            "revoked_at": iso(r["revoked_at"]), "created_at": iso(r["created_at"]),
+            "expires_at": iso(r.get("expires_at"))}
 
 
 @router.post("/admin/accounts/{account_id}/keys", status_code=201)
@@ -31,7 +32,7 @@ async def create_key(gw: Gw, account_id: Id, body: KeyIn) -> dict:
     k = await write(gw, ops.create_key, account_id, **body.model_dump())
     return {"id": k["id"], "key": k["key"], "account_id": account_id, "name": k["name"],
             "workspace": k["workspace"], "groups": k["groups"], "models": k["models"],
-            "spend_limit_usd": usd_or_none(k["spend_limit_nano"])}
+            "spend_limit_usd": usd_or_none(k["spend_limit_nano"]), "expires_at": iso(k["expires_at"])}
 
 
 @router.get("/admin/accounts/{account_id}/keys")

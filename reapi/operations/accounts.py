@@ -5,6 +5,7 @@ gateway's). A key belongs to one workspace and spends that wallet only.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,24 +63,43 @@ async def add_credit(conn: AsyncConnection, account_id: int, amount_usd: str | i
 async def create_key(conn: AsyncConnection, account_id: int, *, name: str = "default", workspace: str = "chat",
                      groups: Sequence[str] | None = None, models: Sequence[str] | None = None,
                      spend_limit_usd: str | int | None = None, rpm: int | None = None,
-                     tpm: int | None = None) -> dict:
+                     tpm: int | None = None, expires_at: str | datetime | None = None) -> dict:
     """A new key of `workspace` ("chat": sk-..., "tasks": rk_live_...); returns the key's fields
-    with `key`, the secret (shown once: only its hash is stored). Raises 400 or 404."""
+    with `key`, the secret (shown once: only its hash is stored). `expires_at` (a date or an ISO
+    date-time, UTC unless it says otherwise) must lie in the future. Raises 400 or 404."""
     spec = checked(KeyIn, name=name, workspace=workspace, groups=None if groups is None else list(groups),
                    models=None if models is None else list(models), spend_limit_usd=spend_limit_usd,
-                   rpm=rpm, tpm=tpm)
+                   rpm=rpm, tpm=tpm, expires_at=expires_at)
     limit = None if spec.spend_limit_usd is None else money.usd(spec.spend_limit_usd, "spend_limit_usd")
+    expires = expiry_ms(spec.expires_at)
     if await queries.get_account(conn, account_id) is None:
         raise not_found("Account", account_id)
-    v: dict[str, Any] = {**spec.model_dump(), "spend_limit_nano": limit}
+    v: dict[str, Any] = {**spec.model_dump(), "spend_limit_nano": limit, "expires_at": expires}
     kid, secret = await queries.create_key(conn, account_id, v)
     return {"id": kid, "key": secret, "account_id": account_id, "name": spec.name, "workspace": spec.workspace,
             "groups": spec.groups, "models": spec.models, "spend_limit_nano": limit, "rpm": spec.rpm,
-            "tpm": spec.tpm}
+            "tpm": spec.tpm, "expires_at": expires}
 
 
-async def revoke_key(conn: AsyncConnection, key_id: int) -> bool:
-    """Revoke a key; False if it was revoked already. Raises 404 for no such key."""
+def expiry_ms(when: datetime | None) -> int | None:
+    """A key's expiry as epoch ms (a naive date-time is UTC). Raises 400 unless it is in the future."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    ms = int(when.timestamp() * 1000)
+    if ms <= queries.now_ms():
+        raise bad_request("expires_at must be in the future.", param="expires_at")
+    if ms > 253402300799000:  # 9999-12-31
+        raise bad_request("expires_at is too far in the future.", param="expires_at")
+    return ms
+
+
+async def revoke_key(conn: AsyncConnection, key_id: int, *, account_id: int | None = None) -> bool:
+    """Revoke a key; False if it was revoked already. Raises 404 for no such key, and, given
+    `account_id`, for a key of another account (a console user touches only their own keys)."""
+    if account_id is not None and await queries.key_account(conn, key_id) != account_id:
+        raise not_found("Key", key_id)
     if await queries.revoke_key(conn, key_id):
         return True
     if not await queries.key_exists(conn, key_id):

@@ -6,6 +6,7 @@ nano/micro units by reapi.operations.money, never here.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -116,6 +117,8 @@ class CreditIn(Strict):
 
 
 class KeyIn(Strict):
+    """expires_at: a date (the key works until that day's 00:00 UTC) or an ISO date-time (UTC when
+    it names no zone); None: the key never expires."""
     name: Name = "default"
     workspace: Wallet = "chat"  # "tasks" keys start rk_live_ and are refused by /v1 like unknown keys
     groups: Names | None = None
@@ -123,6 +126,7 @@ class KeyIn(Strict):
     spend_limit_usd: Money | None = None
     rpm: int | None = Field(default=None, ge=1, le=I32)
     tpm: int | None = Field(default=None, ge=1, le=I32)
+    expires_at: datetime | None = None
 
 
 class NameIn(Strict):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from reapi import metrics
 from reapi.asgi import bearer, headers_list
@@ -18,8 +19,12 @@ from reapi.store.cache import hash_key
 
 
 def find_key(gw: Gateway, secret: str | None) -> ApiKey | None:
-    """The live key of a client secret (None: none sent, unknown or revoked)."""
-    return gw.catalog.snapshot.keys.get(hash_key(secret)) if secret else None
+    """The live key of a client secret (None: none sent, unknown, revoked or expired). The
+    expiry is checked here, on the snapshot's copy: no store query on the hot path."""
+    key = gw.catalog.snapshot.keys.get(hash_key(secret)) if secret else None
+    if key is not None and key.expires_at is not None and key.expired(int(time.time() * 1000)):
+        return None
+    return key
 
 
 def authenticate(gw: Gateway, scope: dict) -> ApiKey:
@@ -30,7 +35,7 @@ def authenticate(gw: Gateway, scope: dict) -> ApiKey:
                            type="invalid_request_error", code="invalid_api_key")
     key = find_key(gw, secret)
     if key is None:
-        raise GatewayError(401, "Invalid API key: it is unknown or has been revoked.",
+        raise GatewayError(401, "Invalid API key: it is unknown, expired or has been revoked.",
                            type="invalid_request_error", code="invalid_api_key")
     return key
 

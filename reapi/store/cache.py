@@ -64,7 +64,7 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
         keys[r["key_hash"]] = ApiKey(
             id=r["id"], account_id=r["account_id"], name=r["name"], groups=_tuple_or_none(r["groups"]),
             models=_tuple_or_none(r["models"]), spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"],
-            workspace=r["workspace"])
+            workspace=r["workspace"], expires_at=r["expires_at"])
     for r in (await conn.execute(select(schema.models))).mappings():
         lc = None
         if r["lc_threshold_tokens"] is not None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reapi.store import schema
@@ -151,7 +151,8 @@ async def create_key(conn: AsyncConnection, account_id: int, v: dict) -> tuple[i
         groups=None if v.get("groups") is None else _json(v["groups"]),
         models=None if v.get("models") is None else _json(v["models"]),
         spend_limit_nano=v.get("spend_limit_nano"), spent_nano=0, rpm=v.get("rpm"), tpm=v.get("tpm"),
-        created_at=now_ms(), **values).returning(K.c.id))).scalar_one()
+        expires_at=v.get("expires_at"), key_last4=secret[-4:], created_at=now_ms(),
+        **values).returning(K.c.id))).scalar_one()
     await bump_version(conn)
     return kid, secret
 
@@ -174,6 +175,18 @@ async def revoke_key(conn: AsyncConnection, key_id: int) -> bool:
     if n:
         await bump_version(conn)
     return bool(n)
+
+
+async def key_account(conn: AsyncConnection, key_id: int) -> int | None:
+    """The account a key belongs to (None: no such key)."""
+    return (await conn.execute(select(K.c.account_id).where(K.c.id == key_id))).scalar()
+
+
+async def keys_last_used(conn: AsyncConnection, account_id: int) -> dict[int, int]:
+    """key id -> the time of its newest call, from the account's usage rows (ix_usage_account_created)."""
+    rows = await conn.execute(select(U.c.key_id, func.max(U.c.created_at)).where(U.c.account_id == account_id)
+                              .group_by(U.c.key_id))
+    return {k: t for k, t in rows}
 
 
 async def key_exists(conn: AsyncConnection, key_id: int) -> bool:

@@ -42,6 +42,9 @@ api_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     # The wallet the key spends: "chat" keys serve /v1, "tasks" keys only the task gateway.
     Column("workspace", String(16), nullable=False, server_default="chat"),
+    # After this moment (ms) the key opens nothing (401 invalid_api_key); NULL: never expires (0005).
+    Column("expires_at", BigInteger, nullable=True),
+    Column("key_last4", String(8), nullable=True),  # the secret's last 4 characters, for humans (0005)
 )
 
 channels = Table(
@@ -210,4 +213,56 @@ stripe_events = Table(
     Column("topup_id", Integer, nullable=False, unique=True),
     Column("type", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# --- the console's people (migration 0005) ----------------------------------------------
+
+# A person who signs in to the console; each user owns one account (its wallets and keys).
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("email", String(254), nullable=False, unique=True),  # lower-cased
+    Column("password_hash", Text, nullable=False),  # argon2id (PHC string)
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),
+    Column("verified_at", BigInteger, nullable=True),  # NULL: waits for its e-mailed link (REAPI_SIGNUP=verify)
+    Column("created_at", BigInteger, nullable=False),
+    Column("password_changed_at", BigInteger, nullable=False),
+    Index("ix_users_account", "account_id"),
+)
+
+# A signed-in browser: only the sha256 of the cookie's random token is stored, so a copy of
+# the store opens no session. Ends at idle or absolute expiry, at sign-out, or when the
+# password changes (every other session of the user).
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),  # the forms' token of this session
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # absolute
+    Index("ix_sessions_user", "user_id"),
+)
+
+# Single-use e-mailed links: password reset (1 h) and e-mail verification. Hashed like sessions.
+user_tokens = Table(
+    "user_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("purpose", String(16), nullable=False),  # reset | verify
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+)
+
+# Failed sign-ins and sign-ups, for the throttles (every instance sees the same counts):
+# kind "login_email" / "login_addr" / "signup_addr", subject the e-mail or client address.
+auth_events = Table(
+    "auth_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(254), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_auth_events_subject", "kind", "subject", "created_at"),
 )

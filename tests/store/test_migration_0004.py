@@ -34,7 +34,8 @@ ROWS = {
               "(1, 'hold', -700, 'fail', NULL, 1002), (1, 'release', 700, 'fail', NULL, 1003), "
               "(1, 'hold', -1500, 'open', NULL, {now})",
 }
-NEW_COLUMNS = {"balance_nano", "workspace", "wallet"}  # compared on their own below
+# compared on their own below; 0005 adds the last two
+NEW_COLUMNS = {"balance_nano", "workspace", "wallet", "expires_at", "key_last4"}
 
 
 async def test_upgrade_from_0003_keeps_every_balance_key_and_entry(store_url):
@@ -58,7 +59,10 @@ async def test_upgrade_from_0003_keeps_every_balance_key_and_entry(store_url):
         assert await dump(engine) == before
         async with engine.connect() as conn:
             q = conn.exec_driver_sql
-            assert (await q("SELECT version_num FROM alembic_version")).scalar() == "0004"
+            from alembic.script import ScriptDirectory  # the newest revision: later ones run on top of 0004
+
+            assert (await q("SELECT version_num FROM alembic_version")).scalar() == \
+                ScriptDirectory.from_config(cfg).get_current_head()
             assert [tuple(r) for r in (await q("SELECT account_id, wallet, balance_nano FROM wallets "
                                                 "ORDER BY account_id, wallet")).all()] == [
                 (1, "chat", 8000), (1, "tasks", 0), (2, "chat", 0), (2, "tasks", 0)]

@@ -3,7 +3,7 @@
 Three new tables, nothing existing changes.
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0005 (0004 before the console's 0005 was merged in)
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0010'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
