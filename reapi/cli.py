@@ -419,12 +419,13 @@ def demo(port: int) -> None:
                              "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"])
     try:
         _wait_for_port(mock_port, mock)  # else the first calls find no upstream (502)
-        secret = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
+        secret, email, password = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))
         base = f"http://127.0.0.1:{port}"
         click.echo(f"""
 reapi demo is starting on {base} (SQLite file: {settings.database_url})
   API key:   {secret}
   admin key: {settings.admin_key}
+  console:   {base}/console  (sign in as {email} / {password})
 
   curl {base}/v1/chat/completions \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
@@ -447,10 +448,21 @@ DEMO_PRICES = {  # model: (input, output, cached input, cache write, context win
 }
 
 
-async def _seed_demo(mock_url: str) -> str:
-    """Channels to the demo upstream, its prices, a funded account; returns a new key."""
+DEMO_USER = "demo@example.com"
+
+
+async def _seed_demo(mock_url: str) -> tuple[str, str, str]:
+    """Channels to the demo upstream, its prices, a funded account and a console user with a
+    funded account of its own; returns a new key of the first, and the user's e-mail and (new)
+    password."""
+    import secrets
+
     from reapi import operations as ops
+    from reapi.operations import users
     from reapi.store import queries
+
+    password = secrets.token_urlsafe(9)
+    hashed = await users.hash_password(password)
 
     async def go(conn):
         urls = {"openai": mock_url + "/v1", "anthropic": mock_url}
@@ -468,6 +480,12 @@ async def _seed_demo(mock_url: str) -> str:
                                 long_context=lc and {"threshold_tokens": lc[0], "input_multiplier": lc[1],
                                                      "output_multiplier": lc[2]})
         acc = await ops.create_account(conn, "demo", credit_usd="10.00", note="demo credit")
-        return (await ops.create_key(conn, acc["id"], name="demo"))["key"]
+        user = await users.find_user(conn, DEMO_USER)
+        if user is None:
+            made = await users.create_user(conn, DEMO_USER, hashed)
+            await ops.add_credit(conn, made["account_id"], "10.00", note="demo credit")
+        else:
+            await users.set_password(conn, user["id"], hashed)
+        return (await ops.create_key(conn, acc["id"], name="demo"))["key"], DEMO_USER, password
 
     return await _with_conn(go)

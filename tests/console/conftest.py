@@ -70,9 +70,10 @@ def console_settings(url: str, **kw):
 
 
 @pytest.fixture
-async def console(sqlite_url, upstream):
-    """A gateway with one priced model served by the demo upstream (no account yet)."""
-    gw = await Gateway(console_settings(sqlite_url)).start()
+async def console(store_url, upstream):
+    """A gateway with one priced model served by the demo upstream (no account yet), on SQLite
+    and on PostgreSQL."""
+    gw = await Gateway(console_settings(store_url)).start()
     await seed_model(gw, upstream)
     yield gw
     await gw.stop()
@@ -143,3 +144,53 @@ async def web(console):
     yield make
     for c in clients:
         await c.close()
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a free port, keeping every message it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        from tests.harness import free_port
+
+        self.messages: list = []
+        self.port = free_port()
+        box = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                from email import message_from_bytes, policy
+
+                box.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> "Mailbox":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    async def wait(self, n: int = 1, timeout_s: float = 10) -> list:
+        for _ in range(int(timeout_s * 20)):
+            if len(self.messages) >= n:
+                return self.messages
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"expected {n} mail(s), got {len(self.messages)}")
+
+    @staticmethod
+    def link(msg) -> str:
+        m = re.search(r"https?://\S+", msg.get_content())
+        assert m, msg.get_content()
+        return m.group(0)
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox().start()
+    yield box
+    box.stop()

@@ -3,6 +3,7 @@ caching, one context as HTML or JSON, CSRF, bounded forms, error pages, sessions
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -51,7 +52,7 @@ async def test_one_context_answers_as_html_and_as_json(web):
     for kw in ({"params": {"format": "json"}}, {"headers": {"Accept": "application/json"}}):
         status, headers, body = await c.get("/console", **kw)
         assert status == 200 and headers["content-type"] == "application/json"
-        data = __import__("json").loads(body)
+        data = json.loads(body)
         assert data["balances_usd"] == {"chat": "0.00", "tasks": "0.00"}
         assert data["requests_24h"] == 0 and len(data["chart"]["days"]) == 30
         assert not [k for k in data if k.startswith("_")]  # template-only keys stay out
