@@ -228,3 +228,14 @@ async def test_webhook_method_and_size(gw):
     assert status == 405 and headers["allow"] == "POST"
     status, _, _ = await gw.raw("POST", "/webhooks/stripe", data=b"x" * (1024 * 1024 + 1))
     assert status == 413
+
+
+def test_stripe_and_the_webhook_are_imported_only_when_first_used(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom reapi.app import create_app\nfrom reapi.settings import Settings\n"
+            f"create_app(Settings(database_url='sqlite:///{tmp_path}/x.db'))\n"
+            "loaded = [m for m in ('stripe', 'requests', 'reapi.payments.stripe', 'reapi.webhooks', 'reapi.reports') "
+            "if m in sys.modules]\nassert not loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
