@@ -372,10 +372,15 @@ def ledger() -> None:
 
 @ledger.command("verify")
 def ledger_verify() -> None:
-    """Check every balance against its ledger and every usage record against its entries."""
+    """Check every balance against its ledger, every usage record against its entries, and every
+    top-up against its credit."""
     from reapi.billing.ledger import verify
+    from reapi.payments.audit import verify_topups
 
-    problems = _run(_with_conn(verify, write=False))
+    async def both(conn):
+        return await verify(conn) + await verify_topups(conn)
+
+    problems = _run(_with_conn(both, write=False))
     for p in problems:
         click.echo(p)
     if problems:
