@@ -21,15 +21,20 @@ async def change_password(req: Request) -> Response:
     form = await req.form()
     user = req.user or {}
     try:
-        async with req.gateway.engine.connect() as conn:
-            row = await users.get_user(conn, user["id"])
-        if row is None or not await users.password_matches(row["password_hash"], form.get("current_password", "")):
-            raise GatewayError(400, "The current password is not right.", param="current_password")
+        try:  # the sign-in check, with its throttle: a stolen session cannot guess the password freely
+            await users.sign_in(req.gateway.engine, user["email"], form.get("current_password", ""),
+                                req.client_addr)
+        except GatewayError as err:
+            if err.code != "invalid_credentials":
+                raise
+            raise GatewayError(400, "The current password is not right.", param="current_password") from None
         hashed = await users.hash_password(form.get("new_password", ""))
         ended = await write(req, users.set_password, user["id"], hashed,
                             keep_session=req.session.token_hash if req.session else None)
     except GatewayError as err:
-        if err.status != 400:
+        if err.status not in (400, 429):
             raise
-        return _page(req, 400, error=err.message)
+        resp = _page(req, err.status, error=err.message)
+        resp.headers.extend(err.headers.items())
+        return resp
     return _page(req, changed=True, ended=ended)

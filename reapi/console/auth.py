@@ -15,7 +15,7 @@ log = logging.getLogger("reapi.console")
 
 
 def _signup_rule(req: Request) -> users.SignUp:
-    return users.SignUp(req.settings.signup, mail_ready(req))
+    return users.SignUp(req.settings.signup, mail_ready(req), req.settings.signups_per_hour)
 
 
 def _form_page(req: Request, template: str, status: int = 200, **ctx) -> Response:
@@ -47,18 +47,13 @@ async def signup(req: Request) -> Response:
     rule = _signup_rule(req)
     ctx = {"title": "Sign up", "mode": rule.mode, "email": email[:254]}
     try:
-        users.signup_allowed(rule)
-        async with req.gateway.engine.connect() as conn:
-            await users.check_signup_rate(conn, req.client_addr, req.settings.signups_per_hour)
-        users.normal_email(email)
-        hashed = await users.hash_password(password)
-        user = await write(req, _create, email, hashed, req.client_addr, rule.mode == "verify",
-                           req.settings.signup_credit_usd)
+        user = await users.sign_up(req.gateway.engine, rule, email, password, req.client_addr,
+                                   req.settings.signup_credit_usd)
     except GatewayError as err:
         closed = err.message if err.code == "signup_closed" else None
         return _refused(req, "console/signup.html", err, closed=closed, **ctx)
     if rule.mode == "verify":
-        token = user.pop("_token")
+        token = user.pop("verify_token")
         await _mail(req, user["email"], "Confirm your e-mail address",
                     f"Follow this link to confirm your address and activate your account:\n\n"
                     f"{link(req, '/signup/verify?token=' + token)}\n\nIt works once, for 7 days.")
@@ -66,14 +61,6 @@ async def signup(req: Request) -> Response:
                           message="We sent a link to your e-mail address. Follow it to activate your account.")
     await sign_in_browser(req, user["id"])
     return redirect("/console")
-
-
-async def _create(conn, email: str, hashed: str, address: str, verify: bool, credit: str) -> dict:
-    user = await users.create_user(conn, email, hashed, verified=not verify, credit_usd=credit)
-    await users.record(conn, "signup_addr", address)
-    if verify:
-        user["_token"] = await users.new_token(conn, user["id"], "verify")
-    return user
 
 
 async def _mail(req: Request, to: str, subject: str, text: str) -> bool:

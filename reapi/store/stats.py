@@ -16,7 +16,7 @@ DAY_MS = 86_400_000
 
 async def daily_by_model(conn: AsyncConnection, account_id: int, since_ms: int) -> list[tuple[int, str, int, int]]:
     """(utc day number, model, cost nano, requests) of the account's calls since `since_ms`."""
-    day = (U.c.created_at / DAY_MS).label("day")
+    day = (U.c.created_at // DAY_MS).label("day")  # floor division: an integer day on both stores
     rows = await conn.execute(
         select(day, U.c.model, func.sum(U.c.cost_nano), func.count())
         .where(U.c.account_id == account_id, U.c.created_at >= since_ms)
@@ -27,3 +27,4 @@ async def daily_by_model(conn: AsyncConnection, account_id: int, since_ms: int) 
 async def requests_since(conn: AsyncConnection, account_id: int, since_ms: int) -> int:
     return (await conn.execute(select(func.count()).select_from(U)
                                .where(U.c.account_id == account_id, U.c.created_at >= since_ms))).scalar_one()
+

@@ -60,9 +60,7 @@ class Request:
         self.settings = settings
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        raw_query = scope.get("query_string", b"").decode("latin-1")
-        self.query = _first_values(parse_qsl(raw_query, keep_blank_values=True, max_num_fields=FORM_MAX_FIELDS)) \
-            if len(raw_query) <= 8192 else {}
+        self.query = parse_query(scope.get("query_string", b"").decode("latin-1"))
         self.headers: dict[str, str] = {}
         for k, v in scope.get("headers", ()):
             self.headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
@@ -120,6 +118,17 @@ class Request:
             raise WebError(400, "The form is not valid UTF-8 form data.") from None
         self._form = _first_values(pairs)
         return self._form
+
+
+def parse_query(raw: str) -> dict[str, str]:
+    """The query string's first value of each name; one longer than 8 KiB or with more than
+    FORM_MAX_FIELDS fields counts as empty (pages only read a few short parameters)."""
+    if len(raw) > 8192:
+        return {}
+    try:
+        return _first_values(parse_qsl(raw, keep_blank_values=True, max_num_fields=FORM_MAX_FIELDS))
+    except ValueError:
+        return {}
 
 
 def parse_cookies(header: str) -> dict[str, str]:

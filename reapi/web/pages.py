@@ -20,6 +20,7 @@ from reapi.web.templates import ENV
 Handler = Callable[[Request], Awaitable[Response]]
 AUTH = ("public", "user", "admin")  # who may open a page: anyone, a signed-in user, an admin user
 _PARAM = re.compile(r"\{(\w+)(?::(int))?\}")
+INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Page:
         for name, kind in _PARAM.findall(self.path):
             if kind == "int":
                 params[name] = int(params[name])
+                if not 1 <= params[name] <= INT_MAX:  # the store's INTEGER ids: anything else is no page
+                    return None
         return params
 
     def resolve(self) -> Handler:

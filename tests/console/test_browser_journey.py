@@ -44,6 +44,11 @@ def sign_up_and_make_a_key(b, base: str, state: dict) -> str:
 def dashboard_after_the_call(b, base: str, state: dict) -> str:
     page = state["page"]
     page.goto(base + "/console")
+    assert page.locator("#spend-chart svg rect").count() >= 1  # the call's spend, drawn
+    for path in ("/console", "/console/keys", "/console/account"):  # nothing wider than the phone
+        page.goto(base + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    page.goto(base + "/console")
     return page.locator("#requests-24h").inner_text()
 
 

@@ -1,10 +1,10 @@
 """The dashboard: balances, spend today / 7 d / 30 d, requests in 24 h and the daily-spend chart
-match the usage rows; with 10,000 of them it renders well under 100 ms (SQLite and PostgreSQL)."""
+match 10,000 usage rows (SQLite and PostgreSQL). Its speed is measured by bench/console.py, not
+by a timed test."""
 from __future__ import annotations
 
 import json
 import random
-import statistics
 import time
 
 from sqlalchemy import insert
@@ -33,7 +33,7 @@ async def seed_usage(console, account_id: int, n: int, now: int) -> list[dict]:
     return rows
 
 
-async def test_dashboard_numbers_and_chart_match_the_usage_rows_and_render_fast(web, console):
+async def test_dashboard_numbers_and_chart_match_10000_usage_rows(web, console):
     c = web()
     await c.signup("dash@example.com")
     account_id = (await console.admin("GET", "/admin/users"))["data"][0]["account_id"]
@@ -64,13 +64,3 @@ async def test_dashboard_numbers_and_chart_match_the_usage_rows_and_render_fast(
     assert html.count("<rect ") >= 30 and "Daily spend by model" in html and "<svg" in html
     assert f"{console.url}/v1" in html  # the snippet's base: the request's own origin (no REAPI_PUBLIC_URL)
 
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        status, _, _ = await c.get("/console")
-        times.append((time.perf_counter() - t0) * 1000)
-        assert status == 200
-    median = statistics.median(times)
-    print(f"\ndashboard with 10,000 usage rows ({console.gw.engine.dialect.name}): median {median:.1f} ms, "
-          f"max {max(times):.1f} ms")
-    assert median < 100, times

@@ -86,6 +86,15 @@ async def test_sign_ups_are_throttled_per_client_address(make_gateway):
     assert await scalar(gw, "SELECT count(*) FROM users") == 2
 
 
+async def test_sign_ups_refused_for_a_registered_email_count_toward_the_limit(make_gateway):
+    """So the sign-up form cannot test many addresses for accounts."""
+    gw, client = await make_gateway(signups_per_hour=3)
+    assert (await client().signup("taken@example.com"))[0] == 303
+    for _ in range(2):
+        assert (await client().signup("taken@example.com"))[0] == 409
+    assert (await client().signup("fresh@example.com"))[0] == 429
+
+
 async def test_closed_sign_up_only_operators_create_users(make_gateway):
     gw, client = await make_gateway(signup="closed")
     c = client()
@@ -151,6 +160,14 @@ async def test_sign_out_ends_the_session_row(make_gateway):
     assert "reapi_session=;" in headers["set-cookie"] and "Max-Age=0" in headers["set-cookie"]
     assert await scalar(gw, "SELECT count(*) FROM sessions") == 0
     assert (await c.get("/console"))[0] == 303
+    # after sign-in only a console path: never another site
+    for nxt, where in (("/console/keys", "/console/keys"), ("https://evil.example/", "/console"),
+                       ("//evil.example/console", "/console"), ("/console//evil.example", "/console")):
+        fresh = client()
+        await fresh.get("/login")
+        status, headers, _ = await fresh.post("/login", {"email": "out@example.com", "password": "correct horse",
+                                                         "next": nxt})
+        assert status == 303 and headers["location"] == where, nxt
 
 
 async def test_changing_the_password_ends_every_other_session(make_gateway):

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 from sqlalchemy import text
 
-from tests.console.conftest import WebClient, seed_model
+from tests.console.conftest import seed_model
 from tests.harness import Gateway, gateway_settings
 
 
@@ -96,6 +96,9 @@ async def test_forms_are_bounded(web):
 
 async def test_errors_are_pages(web):
     c = web()
+    for query in ("&".join(f"f{i}=1" for i in range(200)), "x=" + "y" * 9000):  # too many / too long: ignored
+        status, headers, _ = await c.get("/login?" + query)
+        assert status == 200 and headers["content-security-policy"]
     status, headers, body = await c.get("/console/nothing-here")
     assert status == 404 and "<h1>404</h1>" in body and headers["content-type"].startswith("text/html")
     status, _, body = await c.get("/console/nothing-here", params={"format": "json"})
@@ -193,3 +196,54 @@ async def test_pages_work_on_a_phone_width_screen_in_chromium(browser, console):
         page.close()
 
     await browser.run(walk, console.url)
+
+
+async def _call(app, method: str, path: str, headers=()) -> tuple[int, dict, bytes]:
+    """One request through an ASGI app (the floor's own behaviour, apart from the console's pages)."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(msg):
+        sent.append(msg)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "client": ("127.0.0.1", 1),
+             "headers": [(k.encode(), v.encode()) for k, v in headers], "scheme": "http",
+             "server": ("127.0.0.1", 80)}
+    await app(scope, receive, send)
+    start = sent[0]
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, sent[1]["body"]
+
+
+async def test_a_failing_page_is_a_500_page_without_its_traceback(console, caplog):
+    from reapi.errors import GatewayError
+    from reapi.web import Page, WebApp, WebError
+
+    async def boom(req):
+        raise RuntimeError("secret internals")
+
+    async def refused(req):
+        raise GatewayError(400, "That value is not allowed.", param="x")
+
+    async def busy(req):
+        raise WebError(429, "Slow down.", {"retry-after": "7"})
+
+    app = WebApp(console.gw, [Page("GET", "/x/boom", boom, auth="public"),
+                              Page("GET", "/x/refused", refused, auth="public"),
+                              Page("GET", "/x/busy", busy, auth="public"),
+                              Page("GET", "/x/missing", "reapi.console.nothing:here", auth="public")])
+    status, headers, body = await _call(app, "GET", "/x/boom")
+    assert status == 500 and b"Something went wrong" in body and b"secret internals" not in body
+    assert headers["content-security-policy"].startswith("default-src 'self'")
+    assert "secret internals" in caplog.text  # logged server-side
+    status, _, body = await _call(app, "GET", "/x/boom", [("accept", "application/json")])
+    assert status == 500 and json.loads(body) == {"error": {"status": 500, "message":
+                                                            "Something went wrong on our side. Please try again."}}
+    status, _, body = await _call(app, "GET", "/x/refused")
+    assert status == 400 and b"That value is not allowed." in body
+    status, headers, _ = await _call(app, "GET", "/x/busy")
+    assert status == 429 and headers["retry-after"] == "7"
+    assert (await _call(app, "GET", "/x/missing"))[0] == 500
+    status, _, body = await _call(app, "HEAD", "/x/refused")
+    assert status == 400 and body == b""
