@@ -72,20 +72,23 @@ async def _keys(conn, account_id: int) -> dict[int, dict]:
     return {k["id"]: k for k in await queries.list_keys(conn, account_id)}
 
 
-async def _data(conn, account_id: int, f: reports.UsageFilter, before: str | None, now: int) -> dict:
+async def _data(conn, req: Request, account_id: int, before: str | None, now: int) -> dict:
+    """Everything the page shows, in one read."""
+    keys = await _keys(conn, account_id)
+    f, shown, problems = filters(req, keys)
     days, end = chart_window(f, now)
-    return {"page": await reports.usage_page(conn, account_id, f, limit=PAGE, before=before),
+    return {"keys": keys, "filter": f, "shown": shown, "problems": problems,
+            "page": await reports.usage_page(conn, account_id, f, limit=PAGE, before=before),
             "series": await reports.daily_series(conn, account_id, days, end, f),
             "models": await reports.models_used(conn, account_id, now - 365 * DAY_MS)}
 
 
 async def show(req: Request) -> Response:
     account_id = req.user["account_id"]  # type: ignore[index]
-    keys = await read(req, _keys, account_id)
-    f, shown, problems = filters(req, keys)
     before = req.query.get("before") or None
     now = int(time.time() * 1000)
-    data = await read(req, _data, account_id, f, before, now)
+    data = await read(req, _data, req, account_id, before, now)
+    keys, f, shown, problems = data["keys"], data["filter"], data["shown"], data["problems"]
     page: reports.UsagePage = data["page"]
     series: list[reports.Day] = data["series"]
     query = {k: v for k, v in shown.items() if v}
