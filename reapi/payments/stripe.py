@@ -227,12 +227,13 @@ async def _topup_of(conn: Any, sid: str, obj: dict) -> dict | None:
 
 
 def _agrees(row: dict, obj: dict) -> bool:
-    """The event's amount, currency, account and wallet are those of our row."""
+    """The event's amount, currency and metadata (account, wallet, top-up) are those of our row."""
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     total = obj.get("amount_total")
     return (type(total) is int and total * NANO_PER_CENT == row["amount_nano"]
             and obj.get("currency") == "usd"
-            and meta.get("account_id") == str(row["account_id"]) and meta.get("wallet") == row["wallet"])
+            and meta.get("account_id") == str(row["account_id"]) and meta.get("wallet") == row["wallet"]
+            and meta.get("topup_id") == str(row["id"]))
 
 
 async def _apply(engine: AsyncEngine, event_id: str, kind: str, sid: str, obj: dict) -> Outcome:

@@ -247,3 +247,23 @@ def test_stripe_and_the_webhook_are_imported_only_when_first_used(tmp_path):
             "loaded = [m for m in ('stripe', 'requests', 'reapi.payments.stripe', 'reapi.webhooks', 'reapi.reports') "
             "if m in sys.modules]\nassert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_an_event_that_overtakes_the_stored_session_id_still_credits_once(gw, fake):
+    acc = await account(gw)
+    c = await checkout(gw, acc, "15")
+    other = await checkout(gw, acc, "15")
+    async with gw.gw.engine.begin() as conn:  # as if the webhook came before start_checkout stored the id
+        await conn.execute(text(f"UPDATE topups SET session_id = NULL WHERE id = {c.topup_id}"))
+    session = fake.sessions[c.session_id]
+    # another session naming this top-up in its metadata credits neither
+    forged = {**fake.sessions[other.session_id], "metadata": {**session["metadata"]}}
+    assert (await deliver(gw, event(forged)))[1]["result"] == "mismatch"
+    assert await status_of(gw, other.topup_id) == "mismatch" and await status_of(gw, c.topup_id) == "pending"
+    assert (await deliver(gw, event(session)))[1]["result"] == "credited"
+    async with gw.gw.engine.connect() as conn:
+        assert (await conn.execute(text(f"SELECT session_id FROM topups WHERE id = {c.topup_id}"))).scalar() \
+            == c.session_id
+    assert (await deliver(gw, event(session)))[1]["result"] == "duplicate"
+    assert await wallets(gw, acc) == {"chat": 15_000_000_000, "tasks": 0}
+    assert await books(gw) == []
