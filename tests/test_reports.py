@@ -66,7 +66,8 @@ async def seed(engine, n: int, *, models=("gpt-5.5", "claude-x"), ties: int = 3)
 
 
 def expected(rows, f: UsageFilter) -> list[str]:
-    keep = [r for r in rows if (f.model is None or r["model"] == f.model) and (f.key_id is None or r["key_id"] == f.key_id)
+    keep = [r for r in rows if (f.model is None or r["model"] == f.model)
+            and (f.key_id is None or r["key_id"] == f.key_id)
             and (f.since_ms is None or r["created_at"] >= f.since_ms)
             and (f.until_ms is None or r["created_at"] < f.until_ms)]
     return [r["request_id"] for r in sorted(keep, key=lambda r: (r["created_at"], r["request_id"]), reverse=True)]

@@ -5,6 +5,6 @@ ever; that a Stripe session credits once, however often its events are delivered
 amount of our own top-up row). Each credit is a ledger `credit` written in the same transaction
 as the record that makes it happen only once.
 
-May import: billing, store, errors, settings, operations.money/inputs. Never a wing (api, admin,
+May import: billing, store, limits (a throttle's rule), errors, settings. Never a wing (api, admin,
 console, webhooks) or proxy.
 """

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reapi.billing.ledger import Credit
 from reapi.billing.ledger import run as ledger_run
-from reapi.billing.money import MAX_NANO, format_usd
+from reapi.billing.money import MAX_NANO
 from reapi.errors import GatewayError
 from reapi.limits import Rule
 from reapi.store import schema
@@ -158,7 +158,3 @@ async def redeem(conn: AsyncConnection, account_id: int, text: str) -> Redeemed:
     if new is None:
         raise GatewayError(404, f"Account {account_id} not found.", code="not_found")
     return Redeemed(row["id"], topup_id, row["wallet"], row["amount_nano"], new)
-
-
-def describe(r: Redeemed) -> str:
-    return f"{format_usd(r.amount_nano)} USD added to your {r.wallet} balance."

@@ -202,7 +202,8 @@ async def test_usage_page_filters_pages_charts_and_csv(console, web):
     keys = {k["name"]: k["id"] for k in data["keys"]}
     assert set(keys) == {"alpha", "beta"}
     only_b = await page_json(c, f"/console/usage?key={keys['beta']}")
-    assert [r["request_id"] for r in only_b["rows"]] == ids[1::2][::-1] and {r["key"] for r in only_b["rows"]} == {"beta"}
+    assert [r["request_id"] for r in only_b["rows"]] == ids[1::2][::-1]
+    assert {r["key"] for r in only_b["rows"]} == {"beta"}
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert len((await page_json(c, f"/console/usage?from={today}&to={today}"))["rows"]) == 50
     assert (await page_json(c, "/console/usage?to=2001-01-01"))["rows"] == []
@@ -341,7 +342,8 @@ async def test_pages_answer_well_under_100_ms_with_10000_usage_rows(console, web
                      "cache_write_tokens": 0, "hold_nano": 500, "cost_nano": 300, "uncollected_nano": 0,
                      "error_code": None, "created_at": ts, "settled_at": ts})
         entries += [{"account_id": acc, "kind": k, "amount_nano": a, "request_id": f"bulk_{i:05d}", "note": None,
-                     "created_at": ts, "wallet": "chat"} for k, a in (("hold", -500), ("release", 500), ("charge", -300))]
+                     "created_at": ts, "wallet": "chat"}
+                    for k, a in (("hold", -500), ("release", 500), ("charge", -300))]
     entries.insert(0, {"account_id": acc, "kind": "credit", "amount_nano": 10**10, "request_id": None, "note": "seed",
                        "created_at": now - 40 * 86_400_000, "wallet": "chat"})
     async with console.gw.engine.begin() as conn:

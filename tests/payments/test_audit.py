@@ -45,7 +45,8 @@ async def test_top_ups_agree_with_their_credits_and_each_disagreement_is_named(s
             await ledger_run(conn, Credit(acc, 7, "stray", ref="topup_999999"))
             await conn.execute(text("UPDATE redemption_codes SET redeemed_at = 5, redeemed_by = 1 "
                                     "WHERE id = (SELECT max(id) FROM redemption_codes)"))
-            await conn.execute(text("UPDATE topups SET status = 'failed' WHERE method = 'stripe' AND session_id = 'cs_1'"))
+            await conn.execute(text("UPDATE topups SET status = 'failed' "
+                                    "WHERE method = 'stripe' AND session_id = 'cs_1'"))
         async with engine.connect() as conn:
             assert await verify(conn) == []  # the books balance: only the top-ups' check sees these
             problems = await verify_topups(conn)
