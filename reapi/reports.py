@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
-from sqlalchemy import and_, func, literal_column, or_, select
+from sqlalchemy import func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reapi.billing.money import format_usd
@@ -92,7 +92,8 @@ def _usage_query(account_id: int, f: UsageFilter, before: tuple[int, int] | None
     q = select(*_COLUMNS).select_from(U.outerjoin(K, K.c.id == U.c.key_id)).where(*_where(account_id, f))
     if before is not None:
         ts, rid = before
-        q = q.where(or_(U.c.created_at < ts, and_(U.c.created_at == ts, U.c.id < rid)))
+        # created_at <= ts bounds the index range; the OR only sorts out the ties at ts
+        q = q.where(U.c.created_at <= ts, or_(U.c.created_at < ts, U.c.id < rid))
     return q.order_by(U.c.created_at.desc(), U.c.id.desc()).limit(limit)
 
 

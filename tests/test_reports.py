@@ -1,14 +1,13 @@
 """reapi.reports on real SQLite and PostgreSQL stores: real calls through the openai SDK show up in
 the usage page, the CSV, the daily series and the spend totals with the costs the ledger charged;
 keyset pages walk every row exactly once (ties on the time included) under every filter; the
-statement's running balances end at the wallets' balances; and with 10,000 usage rows (30,000
-ledger entries) every read answers well under 100 ms."""
+statement's running balances end at the wallets' balances, with 10,000 usage rows too (their speed
+is bench/money.py's to measure)."""
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
-import statistics
 import time
 
 import pytest
@@ -146,50 +145,19 @@ async def test_pages_filters_csv_series_and_statement(engine):
     assert tasks.rows == [] and tasks.balances == {"chat": s["balance"], "tasks": 0}
 
 
-async def test_ten_thousand_rows_answer_well_under_100_ms(engine, store_url):
+async def test_ten_thousand_rows_page_by_page(engine):
+    """10,000 rows: every page of the keyset walk is right, 5,000 rows deep included (the reads'
+    speed is measured by bench/money.py, not asserted here)."""
     s = await seed(engine, 10_000)
     acc, (_, k2) = s["account_id"], s["keys"]
+    for f in (UsageFilter(), UsageFilter(model="claude-x", key_id=k2), UsageFilter(since_ms=NOW - 7 * DAY_MS)):
+        assert await walk(engine, acc, f, 50) == expected(s["rows"], f)
     async with engine.connect() as conn:
-        deep = await reports.usage_page(conn, acc, limit=50)
-        for _ in range(100):  # a cursor 5,000 rows deep
-            deep = await reports.usage_page(conn, acc, limit=50, before=deep.next_cursor)
-    cursor = deep.next_cursor
-    assert cursor is not None
-    if store_url.startswith("postgres"):
-        async with engine.begin() as conn:
-            await conn.execute(text("ANALYZE"))
-
-    async def timed(fn) -> float:
-        times = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            await fn()
-            times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
-
-    async def page(**kw):
-        async with engine.connect() as conn:
-            p = await reports.usage_page(conn, acc, kw.pop("f", UsageFilter()), limit=50, **kw)
-            assert p.rows
-
-    async def series():
-        async with engine.connect() as conn:
-            await reports.daily_series(conn, acc, 30, NOW)
-            await reports.daily_spend_by_model(conn, acc, 30, NOW)
-            await reports.spend_summary(conn, acc, NOW)
-
-    results = {
-        "first page": await timed(page),
-        "page 5,000 rows deep": await timed(lambda: page(before=cursor)),
-        "filtered page (model+key)": await timed(lambda: page(f=UsageFilter(model="claude-x", key_id=k2))),
-        "filtered page (last 7 days)": await timed(lambda: page(f=UsageFilter(since_ms=NOW - 7 * DAY_MS))),
-        "series+by model+summary": await timed(series),
-        "statement first page": await timed(lambda: reports.statement(engine, acc, limit=100)),
-    }
-    print(f"\n{store_url.split(':')[0]} with 10,000 usage rows, median of 7 (ms): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in results.items()))
-    for name, ms in results.items():
-        assert ms < 100, (name, ms)
+        summary = await reports.spend_summary(conn, acc, NOW)
+        days = await reports.daily_series(conn, acc, 30, NOW)
+    assert summary["last_30_days_nano"] == sum(d.spend_nano for d in days)
+    st = await reports.statement(engine, acc, limit=100)
+    assert st.rows[0]["balance_after_nano"] == s["balance"] and len(st.rows) == 100
 
 
 async def test_a_real_call_shows_up_everywhere(sqlite_url, upstream):

@@ -322,7 +322,8 @@ async def test_in_a_browser_redeem_a_code_and_find_a_real_call(console, browser)
     assert await books(console) == []
 
 
-async def test_pages_answer_well_under_100_ms_with_10000_usage_rows(console, web):
+async def test_pages_with_10000_usage_rows(console, web):
+    """The pages and the CSV over 10,000 rows (their speed: bench/money.py)."""
     from sqlalchemy import insert, text
 
     from reapi.store import schema
@@ -354,24 +355,12 @@ async def test_pages_answer_well_under_100_ms_with_10000_usage_rows(console, web
         await conn.execute(text(f"UPDATE wallets SET balance_nano = {10**10 - 3_000_000} WHERE account_id = {acc} "
                                 "AND wallet = 'chat'"))
     assert await books(console) == []
-    deep = (await page_json(c, "/console/usage"))["next"]
-    timings = {}
-    for name, path in (("usage", "/console/usage"), ("usage, older page", deep),
-                       ("usage, model+key", f"/console/usage?model=claude-x&key={key_id}"),
-                       ("billing", "/console/billing"), ("top-up", "/console/topup"), ("dashboard", "/console")):
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            status, _, html = await c.get(path)
-            times.append((time.perf_counter() - t0) * 1000)
-            assert status == 200
-        timings[name] = sorted(times)[2]
-    t0 = time.perf_counter()
+    data = await page_json(c, "/console/usage")
+    assert len(data["rows"]) == 50 and data["daily"][-1]["requests"] > 0
+    older = await page_json(c, data["next"])
+    assert older["rows"][0]["created_at"] <= data["rows"][-1]["created_at"]
+    assert len((await page_json(c, f"/console/usage?model=claude-x&key={key_id}"))["rows"]) == 50
+    bill = await page_json(c, "/console/billing")
+    assert bill["entries"][0]["balance_after_usd"] == bill["balances_usd"]["chat"] == "9.997"
     status, _, body = await c.get("/console/usage.csv")
-    csv_ms = (time.perf_counter() - t0) * 1000
     assert status == 200 and len(body.splitlines()) == 10_001
-    print("\nconsole pages with 10,000 usage rows, median of 5 over HTTP (ms): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + f"; the full CSV {csv_ms:.0f}")
-    for name, ms in timings.items():
-        if name != "dashboard":  # the dashboard is the console wing's page: measured here, asserted there
-            assert ms < 100, (name, ms)
