@@ -140,6 +140,12 @@ def _tasks(gw: Gateway) -> ASGI:
     return build_tasks_api(gw)
 
 
+def _stripe_webhook(gw: Gateway) -> ASGI:
+    from reapi.stripe_hook import stripe_webhook
+
+    return partial(stripe_webhook, gw)
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -163,6 +169,7 @@ def create_app(settings: Settings | None = None):
     # 2. exact public paths
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
     exact.update({"/docs": admin, "/docs/oauth2-redirect": admin, "/openapi.json": admin})
+    exact["/webhooks/stripe"] = stamped(lazy(partial(_stripe_webhook, gw)))  # Stripe's deliveries (reapi.stripe_hook)
     exact.update({path: console for path in CONSOLE_PATHS})
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (

@@ -343,6 +343,44 @@ def keys_revoke(key_id: int) -> None:
 
 
 @main.group()
+def codes() -> None:
+    """Redemption codes (each credits one wallet once, ever)."""
+
+
+@codes.command("create")
+@click.option("--amount", required=True, help="Face value of each code in USD, e.g. 10.00")
+@click.option("--count", default=1, show_default=True, type=int, help="How many codes (at most 1000).")
+@click.option("--wallet", type=WALLET, default="chat", show_default=True, help="The wallet a code credits.")
+@click.option("--expires", default=None, help="Last valid moment: a date (2027-01-01, its start, UTC) or ISO time.")
+@click.option("--note", default=None, help="Free text kept with the batch.")
+def codes_create(amount: str, count: int, wallet: str, expires: str | None, note: str | None) -> None:
+    """Mint a batch of codes; they are printed once (only their hashes are stored)."""
+    from reapi.operations import codes as code_ops
+
+    b = _op(code_ops.create_codes, amount, count, wallet=wallet, expires_at=expires, note=note,
+            hints={"amount_usd": "--amount", "count": "--count", "expires_at": "--expires", "note": "--note"})
+    for code in b["codes"]:
+        click.echo(code)
+    click.echo(f"batch {b['batch']}: {b['count']} codes of {b['amount_usd']} USD ({b['wallet']} wallet); "
+               "shown once: only their hashes are stored", err=True)
+
+
+@codes.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+def codes_list(limit: int) -> None:
+    """Codes newest first, masked to their last 4 characters."""
+    from reapi.billing.money import format_usd
+    from reapi.operations import codes as code_ops
+
+    for r in _op(code_ops.list_codes, limit, write=False):
+        state = f"redeemed by account {r['redeemed_by']}" if r["redeemed_at"] is not None else "unused"
+        if r["redeemed_at"] is None and r["expires_at"] is not None and r["expires_at"] <= time.time() * 1000:
+            state = "expired"
+        click.echo(f"{r['id']}\tRC-****-****-****-{r['last4']}\t{format_usd(r['amount_nano'])} USD\t{r['wallet']}\t"
+                   f"{r['batch']}\t{state}")
+
+
+@main.group()
 def users() -> None:
     """Console users (each owns one account)."""
 
@@ -406,10 +444,15 @@ def ledger() -> None:
 
 @ledger.command("verify")
 def ledger_verify() -> None:
-    """Check every balance against its ledger and every usage record against its entries."""
+    """Check every balance against its ledger, every usage record against its entries, and every
+    top-up against its credit."""
     from reapi.billing.ledger import verify
+    from reapi.payments.audit import verify_topups
 
-    problems = _run(_with_conn(verify, write=False))
+    async def both(conn):
+        return await verify(conn) + await verify_topups(conn)
+
+    problems = _run(_with_conn(both, write=False))
     for p in problems:
         click.echo(p)
     if problems:

@@ -64,6 +64,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("channel_failures", "REAPI_CHANNEL_FAILURES", 3, "failures that start a channel's cool-down", 1, 1000),
     Setting("channel_cooldown_s", "REAPI_CHANNEL_COOLDOWN_S", 30, "first cool-down in seconds", 1, 3600),
     Setting("log_level", "REAPI_LOG_LEVEL", "info", "log level: " + ", ".join(LOG_LEVELS)),
+    Setting("stripe_secret_key", "REAPI_STRIPE_SECRET_KEY", None,
+            "Stripe API key (sk_... or rk_...); with the webhook secret it enables Stripe top-ups"),
+    Setting("stripe_webhook_secret", "REAPI_STRIPE_WEBHOOK_SECRET", None,
+            "the signing secret (whsec_...) of the /webhooks/stripe endpoint"),
+    Setting("stripe_api_base", "REAPI_STRIPE_API_BASE", "https://api.stripe.com",
+            "Stripe's API origin (a proxy, or a fake in tests)"),
+    Setting("topup_min_usd", "REAPI_TOPUP_MIN_USD", 5, "smallest Stripe top-up in USD", 1, 1_000_000),
+    Setting("topup_max_usd", "REAPI_TOPUP_MAX_USD", 1000, "largest Stripe top-up in USD", 1, 1_000_000),
     # the web console (reapi.web, reapi.console)
     Setting("public_url", "REAPI_PUBLIC_URL", None,
             "this deployment's public base URL (https://...) for links, snippets, task output URLs and the Secure cookie; "
@@ -141,6 +149,14 @@ class Settings:
     channel_failures: int = 3
     channel_cooldown_s: int = 30
     log_level: str = "info"
+    # Stripe Checkout top-ups: on when both the API key and the webhook signing secret are set.
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    # The range of a Stripe top-up (whole USD; amounts in between may have cents). A maximum below
+    # the minimum is raised to it (payments.stripe.amount_range).
+    topup_min_usd: int = 5
+    topup_max_usd: int = 1000
     # The web console. public_url: links, snippets and the Secure cookie flag (https);
     # None: the request's own origin.
     public_url: str | None = None
@@ -208,6 +224,8 @@ def validate(s: Settings) -> None:
         raise SettingsError("REAPI_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if not s.stripe_api_base.startswith(("https://", "http://")) or any(c <= " " for c in s.stripe_api_base):
+        raise SettingsError("REAPI_STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com")
     if s.signup not in SIGNUP_MODES:
         raise SettingsError(f"REAPI_SIGNUP must be one of {', '.join(SIGNUP_MODES)}, got {s.signup!r}")
     if s.public_url is not None:

@@ -1,5 +1,6 @@
 """The operator's HTTP API under /admin: one router per resource (channels, models, groups,
-accounts, keys, users), all behind the admin key, all answering errors in OpenAI's envelope.
+accounts, keys, users, redemption codes), all behind the admin key, all answering errors in OpenAI's
+envelope.
 
 Not on the hot path, so it uses FastAPI for validation and the OpenAPI page at /docs. Money is a
 decimal string in USD everywhere; floats are refused. The routers only translate HTTP to
@@ -18,7 +19,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reapi.admin import accounts, channels, groups, keys, models, task_models, tasks, users
+from reapi.admin import accounts, channels, codes, groups, keys, models, task_models, tasks, users
 from reapi.errors import GatewayError, envelope
 from reapi.gateway import Gateway
 from reapi.operations.inputs import refusal
@@ -26,7 +27,7 @@ from reapi.operations.inputs import refusal
 log = logging.getLogger("reapi.admin")
 
 ROUTERS = (channels.router, models.router, groups.router, accounts.router, keys.router, users.router,
-           task_models.router, tasks.router)
+           task_models.router, tasks.router, codes.router)
 INTERNAL = envelope("The gateway hit an internal error.", "server_error", None, "internal_error")
 
 

@@ -238,6 +238,50 @@ meta = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# Redemption codes (migration 0010): minted in batches by operators, each credits one wallet once,
+# ever. Only the code's sha256 is stored; `last4` lets humans tell codes apart.
+redemption_codes = Table(
+    "redemption_codes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("code_hash", String(64), nullable=False, unique=True),  # sha256 hex of the canonical code
+    Column("last4", String(4), nullable=False),
+    Column("batch", String(32), nullable=False),  # the mint it came from
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("wallet", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("redeemed_at", BigInteger, nullable=True),  # set once, by a conditional UPDATE
+    Column("redeemed_by", Integer, nullable=True),  # the account credited
+)
+
+# Top-ups of a wallet, one row each: a Stripe Checkout Session (pending until its webhook credits
+# it) or a redeemed code (paid at once). The ledger credit's ref is "topup_<id>".
+topups = Table(
+    "topups", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("wallet", String(16), nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("method", String(16), nullable=False),  # stripe | code
+    Column("status", String(16), nullable=False),  # pending | paid | failed | mismatch
+    Column("session_id", String(255), nullable=True, unique=True),  # Stripe's Checkout Session id
+    Column("code_id", Integer, nullable=True, unique=True),  # redemption_codes.id
+    Column("created_at", BigInteger, nullable=False),
+    Column("completed_at", BigInteger, nullable=True),
+    Index("ix_topups_account", "account_id", "id"),
+)
+
+# The Stripe events that credited a top-up, written in the credit's transaction: a re-delivered
+# event (same id) or a second event for the same session cannot credit again.
+stripe_events = Table(
+    "stripe_events", metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("session_id", String(255), nullable=False, unique=True),
+    Column("topup_id", Integer, nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
 
 # --- the console's people (migration 0005) ----------------------------------------------
 

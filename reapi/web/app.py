@@ -133,11 +133,20 @@ class WebApp:
                                 "and try again.")
 
     async def send(self, req: Request, resp: Response, send: Send) -> None:
-        headers = [(b"content-type", resp.content_type.encode()), (b"content-length", str(len(resp.body)).encode())]
+        headers = [(b"content-type", resp.content_type.encode())]
+        if resp.stream is None:
+            headers.append((b"content-length", str(len(resp.body)).encode()))
         names = {k.lower() for k, _ in resp.headers}
         if "cache-control" not in names:
             headers.append((b"cache-control", b"no-store"))
         headers += [(k.encode(), v.encode("latin-1")) for k, v in [*SECURITY_HEADERS, *resp.headers]]
         headers += [(b"set-cookie", c.encode("latin-1")) for c in req.set_cookies]
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        if resp.stream is not None and req.method != "HEAD":
+            # a failure midway propagates: the server logs it and cuts the connection, so the
+            # download ends without its final chunk and the client sees it truncated
+            async for chunk in resp.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})

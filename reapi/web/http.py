@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 from urllib.parse import parse_qsl, urlsplit
 
 from reapi.asgi import ClientGone, Receive, read_body
@@ -33,6 +33,8 @@ class Response:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # A body sent piece by piece (e.g. a CSV download) instead of `body`: an async iterator of bytes.
+    stream: AsyncIterator[bytes] | None = None
 
 
 def redirect(location: str, status: int = 303) -> Response:
