@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import aiohttp
 import openai
 import orjson
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from reapi.billing import tokens
 from reapi.mock_upstream.directives import THINKING_SIGNATURE, THINKING_TOKENS
 from reapi.relay.anthropic.responses import CLAUDE_ID_PREFIX
-from tests.api.test_messages_route import CACHE_CASES, MODEL, PRICE
+from tests.api.test_messages_route import CACHE_CASES, MODEL, PRICE, eventually
 from tests.harness import UPSTREAM_KEY
 
 MAX_OUT = PRICE["max_output_tokens"]
@@ -364,3 +365,112 @@ async def test_upstream_http_error_maps_and_charges_nothing(gateway, upstream):
     assert ei.value.status_code >= 500 and UPSTREAM_KEY not in str(ei.value.body)
     assert await gateway.balance(s["account_id"]) == before
     assert await gateway.verify() == []
+
+
+async def test_client_disconnect_charges_claudes_prompt_count_and_what_was_produced(gateway, upstream):
+    s = await setup(gateway, upstream)
+    body = {"model": MODEL, "stream": True,
+            "input": "x [mock words=60 chunk_delay_ms=50 prompt_tokens=100 cached_tokens=40 cache_write_tokens=10]"}
+    n, got = 5, 0
+    async with aiohttp.ClientSession() as session:
+        async with session.post(gateway.url + "/v1/responses", json=body,
+                                headers={"Authorization": f"Bearer {s['key']}"}) as r:
+            async for line in r.content:
+                if line.startswith(b"data: ") and b'"response.output_text.delta"' in line:
+                    got += 1
+                    if got == n:
+                        break
+            r.connection.transport.abort() if r.connection else None
+    [rec] = await eventually(lambda: gateway.usage(s["account_id"]), lambda recs: recs[0]["status"] != "pending")
+    stats = await eventually(upstream.stats, lambda st: st["streams_cancelled"] == 1)
+    assert stats["streams_cancelled"] == 1
+    # the prompt as Claude counted it in message_start (input + cache read + cache write), not our estimate
+    assert rec["status"] == "client_closed" and (rec["prompt_tokens"], rec["cached_tokens"]) == (150, 40)
+    assert rec["cache_write_tokens"] == 10 and n <= rec["completion_tokens"] <= n + 1
+    # $3 input, $0.30 cached, $3.75 cache write, $15 output per 1M tokens
+    expected = -(-(100 * 3_000_000_000 + 40 * 300_000_000 + 10 * 3_750_000_000
+                   + rec["completion_tokens"] * 15_000_000_000) // 1_000_000)
+    assert nano(rec["cost_usd"]) == expected
+    assert await gateway.verify() == []
+
+
+def _sse(*events: dict) -> list[bytes]:
+    return [orjson.dumps(e) for e in events]
+
+
+_START = {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 3, "output_tokens": 1}}}
+
+
+@pytest.mark.parametrize("frames", [
+    [b"not json"],
+    [b"[1, 2]"],
+    _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    _sse(_START, {"type": "content_block_delta", "index": 9, "delta": {"type": "text_delta", "text": "x"}}),
+    _sse(_START, {"type": "content_block_start", "index": "0", "content_block": {"type": "text"}}),
+    _sse(_START, {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}}),
+    _sse(_START, {"type": "content_block_start", "index": 0,
+                  "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}},
+         {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "[1"}},
+         {"type": "content_block_stop", "index": 0}),
+    _sse(_START, _START),
+])
+def test_a_malformed_claude_stream_is_refused(frames):
+    from reapi.errors import GatewayError
+    from reapi.relay.anthropic.responses_stream import ClaudeResponsesStream
+
+    conv = ClaudeResponsesStream(MODEL, None, {"model": MODEL, "input": "x"})
+    with pytest.raises(GatewayError) as ei:
+        for f in frames:
+            conv.feed(f)
+    assert ei.value.status == 502
+    # the error event is numbered after the last event sent
+    assert orjson.loads(conv.error_event(ei.value, "r").split(b"data: ")[1])["sequence_number"] == conv.seq
+
+
+def test_a_claude_error_event_is_scrubbed_and_raised():
+    from reapi.catalog import Channel
+    from reapi.errors import GatewayError
+    from reapi.relay.anthropic.responses_stream import ClaudeResponsesStream
+
+    channel = Channel(id=1, name="c", type="anthropic", base_url="http://10.1.2.3:9", api_key="sk-ant-secret",
+                      models=(MODEL,), groups=("default",))
+    conv = ClaudeResponsesStream(MODEL, channel, {"model": MODEL, "input": "x"})
+    assert len(conv.feed(orjson.dumps(_START))) == 2
+    with pytest.raises(GatewayError) as ei:
+        conv.feed(orjson.dumps({"type": "error", "error": {"type": "overloaded_error",
+                                                           "message": "key sk-ant-secret at http://10.1.2.3:9"}}))
+    assert "sk-ant-secret" not in ei.value.message and "10.1.2.3" not in ei.value.message
+
+
+@pytest.mark.parametrize("raw", [
+    b"nope", b"[]", b'{"type": "message"}', b'{"type": "message", "content": [{"type": "text", "text": 1}]}',
+    b'{"type": "message", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": [1]}]}',
+    b'{"type": "error", "error": {"type": "api_error", "message": "boom"}}',
+])
+def test_a_malformed_claude_answer_is_refused(raw):
+    from reapi.errors import GatewayError
+    from reapi.relay.anthropic.responses import parse_message
+
+    with pytest.raises(GatewayError) as ei:
+        parse_message(raw, MODEL, {"model": MODEL, "input": "x"})
+    assert ei.value.status >= 500
+
+
+def test_malformed_usage_is_dropped_from_the_answer():
+    from reapi.relay.anthropic.responses import parse_message
+
+    whole = parse_message(orjson.dumps({"type": "message", "content": [{"type": "text", "text": "hi"}],
+                                        "stop_reason": "end_turn", "usage": {"input_tokens": -5, "output_tokens": 2}}),
+                          MODEL, {"model": MODEL, "input": "x"})
+    assert whole.usage is None and orjson.loads(whole.body)["usage"] is None and whole.text == "hi"
+
+
+def test_sealed_thinking_round_trips_and_foreign_content_is_dropped():
+    from reapi.relay.anthropic.responses import seal, unseal
+
+    block = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    assert unseal(seal(block)) == block
+    assert unseal(seal({"type": "redacted_thinking", "data": "abc"})) == {"type": "redacted_thinking", "data": "abc"}
+    for foreign in ("gAAAA-openai-blob", "rcl1.!!!", "rcl1." + "e30=", None, 5):
+        assert unseal(foreign) is None
