@@ -187,6 +187,32 @@ async def test_function_tool_round_trip(gateway, upstream, stream):
     assert await gateway.verify() == []
 
 
+NAMESPACE = [{"type": "namespace", "name": "crm", "description": "Customer records", "tools": [
+    {"type": "function", "name": "lookup", "description": "Find a customer",
+     "parameters": {"type": "object", "properties": {"email": {"type": "string"}}}}]}]
+
+
+async def test_namespace_tools_are_flattened_and_named_back(gateway, upstream):
+    s = await setup(gateway, upstream)
+    client = gateway.client(s["key"])
+    first = await client.responses.create(model=MODEL, input="Find ann@example.com", tools=NAMESPACE,
+                                          tool_choice="required")
+    up = (await sent(upstream))[-1]["body"]
+    assert [t["name"] for t in up["tools"]] == ["crm__lookup"]
+    [call] = first.output
+    assert (call.type, call.namespace, call.name) == ("function_call", "crm", "lookup")
+    status, raw = await raw_stream(gateway, s["key"], {"model": MODEL, "input": "Find ann", "tools": NAMESPACE,
+                                                        "tool_choice": "required"})
+    added = [d for n, d in parse_sse(raw) if n == "response.output_item.added"]
+    assert added[0]["item"]["namespace"] == "crm" and added[0]["item"]["name"] == "lookup"
+    await client.responses.create(model=MODEL, tools=NAMESPACE, input=[
+        {"role": "user", "content": "Find ann@example.com"},
+        {"type": "function_call", "call_id": call.call_id, "namespace": "crm", "name": "lookup",
+         "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "Ann"}])
+    assert (await sent(upstream))[-1]["body"]["messages"][1]["content"][0]["name"] == "crm__lookup"
+
+
 @pytest.mark.parametrize("effort,cap,budget", [
     ("minimal", None, 1024), ("low", None, 2048), ("medium", None, 8192), ("high", None, 16384),
     ("xhigh", None, 32000), ("high", 10_000, 5000), ("low", 1500, 1024)])
@@ -265,6 +291,7 @@ BAD = [
                  "environment": "linux"}]}, "tools[0].type"),
     ({"tools": [{"type": "tool_search"}]}, "tools[0].type"),
     ({"tools": [{**TOOLS[0], "defer_loading": True}]}, "tools[0].defer_loading"),
+    ({"tools": [{**NAMESPACE[0], "tools": [{"type": "custom", "name": "patch"}]}]}, "tools[0].tools[0].type"),
     ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []}, "tools": TOOLS}, "tool_choice"),
     ({"previous_response_id": "resp_abc"}, "previous_response_id"),
     ({"conversation": "conv_abc"}, "conversation"),

@@ -228,6 +228,7 @@ def convert_input(body: dict) -> tuple[list[dict], list[dict]]:
             name = item.get("name")
             if not isinstance(name, str) or not name:
                 raise bad_request(f"{param}.name is required.", param=f"{param}.name")
+            name = claude_tool_name(name, item.get("namespace"))
             push("assistant", [{"type": "tool_use", "id": _call_id(item, param), "name": name,
                                 "input": _arguments(item.get("arguments"), f"{param}.arguments")}])
         elif kind == "function_call_output":
@@ -248,15 +249,54 @@ def convert_input(body: dict) -> tuple[list[dict], list[dict]]:
 
 # --- tools, choice, thinking, format ---------------------------------------------------------------
 
-def convert_tools(tools: list) -> list[dict]:
+NS_SEP = "__"  # a namespace's function `f` in namespace `crm` is Claude's tool `crm__f`
+
+
+def claude_tool_name(name: str, namespace: Any) -> str:
+    return f"{namespace}{NS_SEP}{name}" if isinstance(namespace, str) and namespace else name
+
+
+def namespaced(body: dict) -> dict[str, tuple[str, str]]:
+    """Claude tool name -> (namespace, function name) for the request's namespace tools."""
+    out: dict[str, tuple[str, str]] = {}
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("name"), str):
+            for inner in tool.get("tools") or ():
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    out[claude_tool_name(inner["name"], tool["name"])] = (tool["name"], inner["name"])
+    return out
+
+
+def _function_tools(tools: list) -> list[tuple[str, dict, str | None]]:
+    """(param, function tool, namespace) of every function tool, namespace tools flattened; 400 for the rest."""
     out = []
     for j, tool in enumerate(tools):
         kind = tool.get("type")
-        if kind != "function":
+        if kind == "namespace":
+            ns = tool.get("name")
+            if not isinstance(ns, str) or not ns or not isinstance(tool.get("tools"), list):
+                raise bad_request(f"tools[{j}] needs a name and tools.", param=f"tools[{j}]")
+            for k, inner in enumerate(tool["tools"]):
+                p = f"tools[{j}].tools[{k}]"
+                if not isinstance(inner, dict) or inner.get("type") != "function":
+                    kind = inner.get("type") if isinstance(inner, dict) else None
+                    raise _claude(f"The tool type {str(kind)[:40]!r}", f"{p}.type")
+                if not isinstance(inner.get("name"), str) or not inner["name"]:
+                    raise bad_request(f"{p}.name is required.", param=f"{p}.name")
+                out.append((p, inner, ns))
+        elif kind == "function":
+            out.append((f"tools[{j}]", tool, None))
+        else:
             raise _claude(f"The hosted tool {str(kind)[:40]!r}", f"tools[{j}].type")
+    return out
+
+
+def convert_tools(tools: list) -> list[dict]:
+    out = []
+    for param, tool, ns in _function_tools(tools):
         if tool.get("defer_loading"):
-            raise _claude("defer_loading (tool search)", f"tools[{j}].defer_loading")
-        entry: dict = {"name": tool["name"]}
+            raise _claude("defer_loading (tool search)", f"{param}.defer_loading")
+        entry: dict = {"name": claude_tool_name(tool["name"], ns)}
         if isinstance(tool.get("description"), str) and tool["description"]:
             entry["description"] = tool["description"]
         params = tool.get("parameters")
@@ -425,9 +465,13 @@ def message_item(texts: list[str], status: str) -> dict:
             "content": [{"type": "output_text", "text": t, "annotations": [], "logprobs": []} for t in texts]}
 
 
-def call_item(block: dict, arguments: str) -> dict:
-    return {"id": new_id("fc_"), "type": "function_call", "status": "completed", "call_id": block.get("id"),
+def call_item(block: dict, arguments: str, names: dict[str, tuple[str, str]]) -> dict:
+    """A tool_use block as a function_call item (a namespace's function named back: `namespace` + `name`)."""
+    item = {"id": new_id("fc_"), "type": "function_call", "status": "completed", "call_id": block.get("id"),
             "name": block.get("name"), "arguments": arguments}
+    if block.get("name") in names:
+        item["namespace"], item["name"] = names[block["name"]]
+    return item
 
 
 def wants_encrypted(body: dict) -> bool:
@@ -462,6 +506,7 @@ def parse_message(raw: bytes, public_model: str, body: dict) -> Whole:
         raise _bad_upstream("a response without content")
     status, incomplete = status_of(msg.get("stop_reason"))
     include = wants_encrypted(body)
+    names = namespaced(body)
     output: list[dict] = []
     produced: list[str] = []
     for block in content:  # one output item a content block, in order
@@ -475,7 +520,7 @@ def parse_message(raw: bytes, public_model: str, body: dict) -> Whole:
             produced.append(block.get("thinking") or "")
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
-            output.append(call_item(block, arguments))
+            output.append(call_item(block, arguments, names))
             produced.append(block["name"] + arguments)
     usage = anthropic_usage(msg.get("usage"))
     obj = response_shell(new_id(CLAUDE_ID_PREFIX), int(time.time()), public_model, body, status)

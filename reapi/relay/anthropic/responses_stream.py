@@ -23,7 +23,7 @@ import orjson
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
 from reapi.relay.anthropic.errors import _TYPE_STATUS, _bad_upstream, error_from_anthropic
-from reapi.relay.anthropic.responses import (CLAUDE_ID_PREFIX, call_item, new_id, reasoning_item, response_shell, responses_usage,
+from reapi.relay.anthropic.responses import (CLAUDE_ID_PREFIX, call_item, namespaced, new_id, reasoning_item, response_shell, responses_usage,
                                              seal, status_of, wants_encrypted)
 from reapi.relay.base import StreamConverter, Usage
 from reapi.relay.openai_responses import error_event
@@ -40,13 +40,14 @@ class _Block:
 
 class ClaudeResponsesStream(StreamConverter):
     __slots__ = ("model", "channel", "body", "usage", "finished", "seq", "shell", "blocks", "output", "stop",
-                 "last", "_input", "_text", "include")
+                 "last", "_input", "_text", "include", "names")
 
     def __init__(self, public_model: str, channel: Channel | None, body: dict) -> None:
         self.model = public_model
         self.channel = channel
         self.body = body
         self.include = wants_encrypted(body)
+        self.names = namespaced(body)
         self.usage: Usage | None = None
         self.finished = False
         self.seq = 0  # the next sequence_number
@@ -122,7 +123,7 @@ class ClaudeResponsesStream(StreamConverter):
         elif btype == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise _bad_upstream("a malformed tool_use block")
-            item = {**call_item(block, ""), "status": "in_progress"}
+            item = {**call_item(block, "", self.names), "status": "in_progress"}
         else:
             self.blocks[index] = _Block("skip", -1, {}, block)  # a server tool's block: not ours to show
             return []
@@ -217,7 +218,7 @@ class ClaudeResponsesStream(StreamConverter):
                 raise _bad_upstream("tool call arguments that are not a JSON object")
             if not b.parts:
                 self._text.append(arguments)
-            self._text.append(item["name"])
+            self._text.append(b.block["name"])
             out.append(self._event("response.function_call_arguments.done", item_id=item["id"], output_index=n,
                                    name=item["name"], arguments=arguments))
             item.update(status="completed", arguments=arguments)
