@@ -501,3 +501,16 @@ def test_sealed_thinking_round_trips_and_foreign_content_is_dropped():
     assert unseal(seal({"type": "redacted_thinking", "data": "abc"})) == {"type": "redacted_thinking", "data": "abc"}
     for foreign in ("gAAAA-openai-blob", "rcl1.!!!", "rcl1." + "e30=", None, 5):
         assert unseal(foreign) is None
+
+
+async def test_streamed_thinking_carries_its_signature_when_asked(gateway, upstream):
+    from reapi.relay.anthropic.responses import unseal
+
+    s = await setup(gateway, upstream)
+    status, raw = await raw_stream(gateway, s["key"], {"model": MODEL, "input": "Hi [mock words=2]",
+                                                        "reasoning": {"effort": "low"},
+                                                        "include": ["reasoning.encrypted_content"]})
+    done = [d["item"] for n, d in parse_sse(raw) if n == "response.output_item.done"]
+    assert done[0]["type"] == "reasoning" and done[0]["summary"] == [{"type": "summary_text", "text": THINKING}]
+    assert unseal(done[0]["encrypted_content"]) == {"type": "thinking", "thinking": THINKING,
+                                                    "signature": THINKING_SIGNATURE}
