@@ -363,11 +363,12 @@ async def test_hold_counts_the_prompt_with_claudes_margin(gateway, upstream):
     assert rec["status"] == "ok"
 
 
-async def test_upstream_error_mid_stream_is_our_error_event_numbered_next_and_free(gateway, upstream):
+@pytest.mark.parametrize("directive", ["error_event_after=3", "drop_after=3"])
+async def test_upstream_error_mid_stream_is_our_error_event_numbered_next_and_free(gateway, upstream, directive):
     s = await setup(gateway, upstream)
     before = await gateway.balance(s["account_id"])
     status, raw = await raw_stream(gateway, s["key"], {"model": MODEL,
-                                                        "input": "Hi [mock words=8 error_event_after=3]"})
+                                                        "input": f"Hi [mock words=8 {directive}]"})
     events = parse_sse(raw)
     assert status == 200 and events[-1][0] == "error"
     assert events[-1][1]["code"] and events[-1][1]["error"]["code"] == events[-1][1]["code"]
@@ -378,7 +379,7 @@ async def test_upstream_error_mid_stream_is_our_error_event_numbered_next_and_fr
     assert rec["status"] != "ok" and rec["cost_usd"] in ("0", "0.00", "0.000000000")
     with pytest.raises(openai.APIError):
         async with gateway.client(s["key"]).responses.stream(
-                model=MODEL, input="Hi [mock words=8 error_event_after=3]") as st:
+                model=MODEL, input=f"Hi [mock words=8 {directive}]") as st:
             async for _ in st:
                 pass
     assert await gateway.verify() == []
@@ -441,6 +442,8 @@ _START = {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_t
          {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "[1"}},
          {"type": "content_block_stop", "index": 0}),
     _sse(_START, _START),
+    _sse(_START, {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+         {"type": "content_block_stop", "index": 0}, {"type": "content_block_stop", "index": 0}),
 ])
 def test_a_malformed_claude_stream_is_refused(frames):
     from reapi.errors import GatewayError

@@ -184,7 +184,7 @@ class ClaudeResponsesStream(StreamConverter):
         return []  # citations_delta and future delta types
 
     def _stop(self, ev: dict) -> list[bytes]:
-        b = self.blocks.get(ev.get("index"))
+        b = self.blocks.pop(ev.get("index"), None) if type(ev.get("index")) is int else None  # closed once
         if b is None:
             raise _bad_upstream("a content_block_stop for no open block")
         item, n, out = b.item, b.index, []
