@@ -14,7 +14,7 @@ from reapi.billing import tokens
 from reapi.mock_upstream.directives import THINKING_SIGNATURE, THINKING_TOKENS
 from reapi.relay.anthropic.responses import CLAUDE_ID_PREFIX
 from tests.api.test_messages_route import CACHE_CASES, MODEL, PRICE, eventually
-from tests.harness import UPSTREAM_KEY
+from tests.harness import UPSTREAM_KEY, Gateway, gateway_settings
 
 MAX_OUT = PRICE["max_output_tokens"]
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city", "strict": True,
@@ -22,6 +22,14 @@ TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for
                          "additionalProperties": False}}]
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 THINKING = "".join(THINKING_TOKENS)
+
+
+@pytest.fixture
+async def gw(store_url):
+    """A gateway on SQLite and on PostgreSQL, for the money tests."""
+    g = await Gateway(gateway_settings(store_url)).start()
+    yield g
+    await g.stop()
 
 
 async def setup(gateway, upstream, price=None, **kw):
@@ -95,7 +103,8 @@ async def test_create_translates_and_answers_a_response(gateway, upstream):
 
 @pytest.mark.parametrize("price,expected", CACHE_CASES)
 @pytest.mark.parametrize("stream", [False, True])
-async def test_billing_with_cache_read_and_write_is_exact(gateway, upstream, price, expected, stream):
+async def test_billing_with_cache_read_and_write_is_exact(gw, upstream, price, expected, stream):
+    gateway = gw
     s = await setup(gateway, upstream, price=price)
     text = "Hello [mock prompt_tokens=1234] [mock cached_tokens=5000] [mock cache_write_tokens=777] [mock words=9]"
     client = gateway.client(s["key"])
@@ -153,7 +162,8 @@ async def test_stream_event_sequence_and_numbers(gateway, upstream):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_function_tool_round_trip(gateway, upstream, stream):
+async def test_function_tool_round_trip(gw, upstream, stream):
+    gateway = gw
     s = await setup(gateway, upstream)
     client = gateway.client(s["key"])
     args = dict(model=MODEL, input="Weather in Paris?", tools=TOOLS, tool_choice="required",
@@ -253,6 +263,23 @@ async def test_image_input_url_and_base64(gateway, upstream):
     assert up["body"]["messages"][0]["content"][1:] == [
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]
+
+
+PDF = "JVBERi0xLjQKJeLjz9MK"
+
+
+async def test_pdf_input_as_data_raw_base64_and_url(gateway, upstream):
+    s = await setup(gateway, upstream)
+    await gateway.client(s["key"]).responses.create(model=MODEL, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "Summarise"},
+        {"type": "input_file", "filename": "a.pdf", "file_data": f"data:application/pdf;base64,{PDF}"},
+        {"type": "input_file", "filename": "b.pdf", "file_data": PDF},
+        {"type": "input_file", "file_url": "https://example.com/c.pdf"}]}])
+    [up] = await sent(upstream)
+    doc = {"type": "base64", "media_type": "application/pdf", "data": PDF}
+    assert up["body"]["messages"][0]["content"][1:] == [
+        {"type": "document", "source": doc, "title": "a.pdf"}, {"type": "document", "source": doc, "title": "b.pdf"},
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/c.pdf"}}]
 
 
 async def test_text_format_json_schema_is_claudes_structured_output(gateway, upstream):
@@ -395,7 +422,8 @@ async def test_upstream_http_error_maps_and_charges_nothing(gateway, upstream):
     assert await gateway.verify() == []
 
 
-async def test_client_disconnect_charges_claudes_prompt_count_and_what_was_produced(gateway, upstream):
+async def test_client_disconnect_charges_claudes_prompt_count_and_what_was_produced(gw, upstream):
+    gateway = gw
     s = await setup(gateway, upstream)
     body = {"model": MODEL, "stream": True,
             "input": "x [mock words=60 chunk_delay_ms=50 prompt_tokens=100 cached_tokens=40 cache_write_tokens=10]"}
