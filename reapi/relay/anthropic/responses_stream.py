@@ -23,8 +23,8 @@ import orjson
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
 from reapi.relay.anthropic.errors import _TYPE_STATUS, _bad_upstream, error_from_anthropic
-from reapi.relay.anthropic.responses import (CLAUDE_ID_PREFIX, call_item, namespaced, new_id, reasoning_item, response_shell, responses_usage,
-                                             seal, status_of, wants_encrypted)
+from reapi.relay.anthropic.responses import (CLAUDE_ID_PREFIX, call_item, namespaced, new_id, reasoning_item,
+                                             response_shell, responses_usage, seal, status_of, wants_encrypted)
 from reapi.relay.base import StreamConverter, Usage
 from reapi.relay.openai_responses import error_event
 from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
