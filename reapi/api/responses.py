@@ -5,6 +5,8 @@ pool, limits, the hold (prompt counted with reapi.billing.tokens.count_responses
 `max_output_tokens`, else the model's cap), one upstream POST through the `openai` channel's Responses
 adapter (reapi.relay.openai_responses: the body as sent, minus `group`), then settlement
 (reapi.proxy.responses). `previous_response_id` routes the call to the channel that made that response.
+On `anthropic` channels the request and its answer are translated (reapi.relay.anthropic.responses) and
+nothing is stored: their ids (resp_claude_...) answer 404 response_not_stored on the stored routes.
 
 GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel and GET /v1/responses/{id}/input_items
 are free (no hold, no rate limit) and need a chat key: the id must have been recorded for the key's
@@ -28,6 +30,8 @@ from reapi.proxy.call import Call, new_request_id
 from reapi.proxy.pipeline import Wire, log_request, refuse, send_error, serve
 from reapi.proxy.settle import finish_failed
 from reapi.proxy.upstream import forward
+from reapi.relay.anthropic.responses import ADAPTER as CLAUDE_ADAPTER
+from reapi.relay.anthropic.responses import CLAUDE_ID_PREFIX
 from reapi.relay.openai import map_openai_error
 from reapi.relay.openai_responses import ADAPTER, error_event, parse_whole, valid_response_id
 from reapi.relay.scrub import redact_output
@@ -37,8 +41,8 @@ log = logging.getLogger("reapi.requests")
 
 WIRE = Wire(body=lambda err, request_id: err.body(), event=lambda err, request_id: error_event(err, 0))
 
-# Channel types that answer /v1/responses, with their adapter.
-ADAPTERS = {"openai": ADAPTER}
+# Channel types that answer /v1/responses, with their adapter (openai: passed through; anthropic: translated).
+ADAPTERS = {"openai": ADAPTER, "anthropic": CLAUDE_ADAPTER}
 
 
 def not_found(rid: str, param: str | None = None, code: str = "response_not_found") -> GatewayError:
@@ -58,6 +62,10 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     call.ext = flow.Extra(store=body.get("store") is not False, background=body.get("background") is True)
     call.price, tiers = resolve_model(gw, call.key, group, model)
     previous = body.get("previous_response_id")
+    if previous is not None and not any(ADAPTERS[c.type].stores for tier in tiers for c in tier if c.type in ADAPTERS):
+        raise bad_request(f"previous_response_id is not supported on model '{model}' (Claude): this gateway keeps "
+                          "nothing of its responses; send the whole conversation in `input`.",
+                          "previous_response_id", "unsupported_parameter")
     if previous is not None:
         stored = await flow.find_stored(gw, call.key.account_id, previous) if valid_response_id(previous) else None
         if stored is None:
@@ -78,13 +86,15 @@ async def admit(call: Call, scope: dict, receive: Receive) -> None:
     if call.channel.type not in ADAPTERS:
         raise bad_request(f"The Responses API is not available for model '{model}' on this gateway yet.",
                           "model", "unsupported_parameter")
-    call.adapter = ADAPTERS[call.channel.type]
-    call.prompt_tokens = await tokens.count_responses_prompt_async(body)
+    call.adapter = adapter = ADAPTERS[call.channel.type]
+    if not adapter.stores:
+        call.ext.store = False  # nothing is recorded: `store` is a no-op there
+    call.prompt_tokens = await tokens.count_responses_prompt_async(body, adapter.tokenizer_family)
     price = call.price
     requested = body.get("max_output_tokens")
     call.cap = min(requested, price.max_output_tokens) if requested else price.max_output_tokens
     call.n = 1
-    if requested:
+    if requested or adapter.requires_max_tokens:
         call.send_cap = call.cap
     await reserve(call, call.cap)
 
@@ -136,6 +146,11 @@ async def stored(gw: Gateway, scope: dict, receive: Receive, send: Send) -> None
     try:
         call.key = authenticate(gw, scope)
         row = await flow.find_stored(gw, call.key.account_id, rid) if valid_response_id(rid) else None
+        if row is None and rid.startswith(CLAUDE_ID_PREFIX):
+            raise GatewayError(404, f"The response '{rid[:128]}' was made on a Claude model; this gateway does not "
+                                    "store those, so it cannot be retrieved, deleted, cancelled or listed.",
+                               type="invalid_request_error", code="response_not_stored",
+                               headers={"x-should-retry": "false"})
         if row is None:
             raise not_found(rid)
         call.model, call.channel = row.model, gw.catalog.snapshot.channels.get(row.channel_id)

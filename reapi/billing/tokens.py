@@ -412,11 +412,12 @@ def count_responses_prompt(body: dict) -> int:
     return _tally_responses_body(body).count()
 
 
-async def count_responses_prompt_async(body: dict) -> int:
-    """count_responses_prompt for the event loop (a thread above ASYNC_THRESHOLD_CHARS, as for chat)."""
+async def count_responses_prompt_async(body: dict, family: str = "openai") -> int:
+    """count_responses_prompt for the event loop (a thread above ASYNC_THRESHOLD_CHARS, as for chat);
+    family "claude" adds the Claude margin, as count_prompt does."""
     if not vocab.loaded():
         await asyncio.to_thread(warm)
     tally = _tally_responses_body(body)
     if tally.chars() > ASYNC_THRESHOLD_CHARS:
-        return await asyncio.to_thread(tally.count)
-    return tally.count()
+        return _apply_family(await asyncio.to_thread(tally.count), family)
+    return _apply_family(tally.count(), family)

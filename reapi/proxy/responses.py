@@ -1,6 +1,8 @@
 """The Responses API's money and routing rules on the call pipeline (README "Responses API").
 
-- relay_whole_response / relay_response_stream: the create call's answer, settled like chat's; a
+- relay_whole_response / relay_response_stream: the create call's answer, read through the channel type's
+  Responses adapter (`parse_whole`, `stream_converter`: OpenAI's passes events through, Claude's
+  translates them), settled like chat's; a
   background answer that is not finished yet keeps its hold open (settled later, exactly once); a
   `failed` response without output is released (nothing charged). The response id is recorded
   (reapi.store.responses) unless the client sent `store: false`.
@@ -34,8 +36,7 @@ from reapi.proxy.stream import relay_stream
 from reapi.proxy.upstream import Stopped, Watch, stopped_early, upstream_failure
 from reapi.relay.base import Usage
 from reapi.relay.openai import map_openai_error
-from reapi.relay.openai_responses import (FINAL_STATUSES, ResponsesStream, Whole, auth_headers, bad_response,
-                                          parse_whole)
+from reapi.relay.openai_responses import FINAL_STATUSES, Whole, auth_headers, bad_response, parse_whole
 from reapi.relay.scrub import redact_output
 from reapi.store.responses import Recorder, Stored, find, forget, open_hold
 
@@ -94,7 +95,7 @@ async def relay_whole_response(call: Call, resp: aiohttp.ClientResponse, send: S
     gw = call.gw
     try:
         raw = await watch.run(resp.read())
-        whole = parse_whole(raw, call.model)
+        whole = call.adapter.parse_whole(raw, call.model, call.body)
     except Stopped:
         await stopped_early(call, watch)
     except GatewayError:
@@ -152,14 +153,14 @@ async def relay_response_stream(call: Call, resp: aiohttp.ClientResponse, send: 
         if ext.store:
             ext.record = asyncio.get_running_loop().create_task(_record(call, rid))
 
-    conv = ResponsesStream(call.model, call.channel, on_id)
+    conv = call.adapter.stream_converter(call.model, call.channel, call.body, on_id)
     try:
-        await relay_stream(call, resp, send, watch, conv, raw_lines=True, end=conv.end,
+        await relay_stream(call, resp, send, watch, conv, raw_lines=call.adapter.raw_lines, end=conv.end,
                            error_event=conv.error_event)
     finally:
         if ext.record is not None:
             await ext.record
-    if conv.failed:
+    if getattr(conv, "failed", b""):
         call.code = "upstream_response_failed"
 
 

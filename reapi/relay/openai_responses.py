@@ -262,9 +262,20 @@ class ResponsesStream(StreamConverter):
 
 
 class ResponsesAdapter:
-    """Builds the upstream request of a Responses call on an `openai` channel and maps its errors."""
+    """Builds the upstream request of a Responses call on an `openai` channel, reads its answer (the
+    interface reapi.proxy.responses relays through; reapi.relay.anthropic.responses is the Claude one)
+    and maps its errors."""
 
     tokenizer_family = "openai"
+    requires_max_tokens = False
+    stores = True  # response ids are recorded: the stored-response routes reach them
+    raw_lines = True  # the stream converter is fed every upstream line
+
+    def parse_whole(self, raw: bytes, public_model: str, body: dict) -> Whole:
+        return parse_whole(raw, public_model)
+
+    def stream_converter(self, public_model: str, channel: Channel, body: dict, on_id=None) -> ResponsesStream:
+        return ResponsesStream(public_model, channel, on_id)
 
     def build_request(self, channel: Channel, body: dict, upstream_model: str, *, stream: bool,
                       max_tokens: int | None) -> UpstreamRequest:

@@ -108,11 +108,11 @@ async def test_auth_money_and_route_errors(gateway, upstream):
     assert await gateway.usage(s["account_id"]) == []
 
 
-async def test_claude_only_model_is_refused_naming_model(gateway, upstream):
+async def test_claude_only_model_is_translated(gateway, upstream):
+    # tests/api/test_responses_claude.py covers the translation; here: served, not refused
     s = await gateway.setup(upstream, model="claude-x", channel={"type": "anthropic"})
     status, _, raw = await post(gateway, s["key"], {"model": "claude-x", "input": "x"})
-    e = err_of(raw)
-    assert status == 400 and e["param"] == "model" and e["code"] == "unsupported_parameter"
+    assert status == 200 and orjson.loads(raw)["object"] == "response"
 
 
 @pytest.mark.parametrize("directive,status,code", [

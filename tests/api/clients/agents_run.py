@@ -25,7 +25,8 @@ def get_weather(city: str) -> str:
 
 
 async def main() -> None:
-    agent = Agent(name="weather", instructions="Answer with the tool.", model="gpt-5.5", tools=[get_weather])
+    agent = Agent(name="weather", instructions="Answer with the tool.", model=os.environ.get("REAPI_TEST_MODEL", "gpt-5.5"),
+                  tools=[get_weather])
     result = await Runner.run(agent, "What is the weather in Tokyo? [mock words=3]")
     print(json.dumps({"final": result.final_output, "calls": calls,
                       "api": _openai_shared.get_use_responses_by_default()}))
