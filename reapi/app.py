@@ -134,6 +134,26 @@ def _console(gw: Gateway) -> ASGI:
     return build_console(gw)
 
 
+def _site(gw: Gateway) -> ASGI:
+    from reapi.site import build_site
+
+    return build_site(gw)
+
+
+# The public site's exact paths (reapi.site.routes), beside its /docs/ prefix; /pricing is shared (below).
+SITE_PATHS = ("/", "/docs", "/llms.txt", "/openapi.json")
+
+
+def by_accept(html: ASGI, other: ASGI) -> ASGI:
+    """`html` for a browser (an Accept naming text/html), `other` for every other client."""
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+        await (html if b"text/html" in accept.lower() else other)(scope, receive, send)
+
+    return run
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -143,10 +163,11 @@ def create_app(settings: Settings | None = None):
 
     models_app = models_route(gw)
     v1 = build_v1(gw, models_app, partial(responses.stored, gw))
-    admin = stamped(build_admin(gw))  # also /docs and /openapi.json until issue #12 moves them
+    admin = stamped(build_admin(gw))  # its OpenAPI page is /admin/docs, its document /admin/openapi.json
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
     console = stamped(lazy(partial(_console, gw)))  # the customer console (reapi.console, on reapi.web)
+    site = stamped(lazy(partial(_site, gw)))  # the public site (reapi.site, on reapi.web)
 
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
@@ -155,7 +176,8 @@ def create_app(settings: Settings | None = None):
                                         ("GET", "/v1/models"): models_app}
     # 2. exact public paths
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
-    exact.update({"/docs": admin, "/docs/oauth2-redirect": admin, "/openapi.json": admin})
+    exact["/pricing"] = by_accept(site, public)  # the HTML rate card for browsers, the JSON for the rest
+    exact.update({path: site for path in SITE_PATHS})
     exact.update({path: console for path in CONSOLE_PATHS})
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
@@ -164,7 +186,7 @@ def create_app(settings: Settings | None = None):
         # ("/api/v1/", tasks),  the task gateway's API goes here
         ("/console/", console),  # the customer console's pages
         ("/static/", console),  # reapi.web's static files (served by the first web app)
-        # public pages (the site) go last, as the fallback in place of not_found
+        ("/docs/", site),  # the public site's model pages
     )
 
     async def app(scope, receive, send):

@@ -98,6 +98,11 @@ async def model_names(conn: AsyncConnection) -> dict[str, str]:
     return out
 
 
+async def get_model(conn: AsyncConnection, name: str) -> dict | None:
+    row = (await conn.execute(select(M).where(M.c.name == name))).mappings().first()
+    return dict(row) if row else None
+
+
 async def list_models(conn: AsyncConnection) -> list[dict]:
     return [dict(r) for r in (await conn.execute(select(M).order_by(M.c.name))).mappings()]
 
