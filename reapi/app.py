@@ -140,6 +140,12 @@ def _site(gw: Gateway) -> ASGI:
     return build_site(gw)
 
 
+def _admin_console(gw: Gateway) -> ASGI:
+    from reapi.admin_console import build_admin_console
+
+    return build_admin_console(gw)
+
+
 # The public site's exact paths (reapi.site.routes), beside its /docs/ prefix; /pricing is shared (below).
 SITE_PATHS = ("/", "/docs", "/llms.txt", "/openapi.json")
 
@@ -168,6 +174,7 @@ def create_app(settings: Settings | None = None):
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
     console = stamped(lazy(partial(_console, gw)))  # the customer console (reapi.console, on reapi.web)
     site = stamped(lazy(partial(_site, gw)))  # the public site (reapi.site, on reapi.web)
+    admin_console = stamped(lazy(partial(_admin_console, gw)))  # the operator console (reapi.admin_console)
 
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
@@ -178,10 +185,12 @@ def create_app(settings: Settings | None = None):
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
     exact["/pricing"] = by_accept(site, public)  # the HTML rate card for browsers, the JSON for the rest
     exact.update({path: site for path in SITE_PATHS})
+    exact["/admin/console"] = admin_console
     exact.update({path: console for path in CONSOLE_PATHS})
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
+        ("/admin/console/", admin_console),  # the operator console's pages (before the admin API)
         ("/admin/", admin),  # the operator's API (reapi.admin)
         # ("/api/v1/", tasks),  the task gateway's API goes here
         ("/console/", console),  # the customer console's pages

@@ -268,3 +268,11 @@ def test_the_error_table_matches_readme():
     for status, type_, code, _ in CLIENT_ERRORS:
         assert any(f"`{code}`" in line and line.startswith(f"| {status}") and (f"`{type_}`" in line or type_ in line)
                    for line in rows), code
+
+
+def test_the_site_and_the_operator_console_are_imported_only_when_first_opened(tmp_path):
+    code = ("import sys\nfrom reapi.app import create_app\nfrom reapi.settings import Settings\n"
+            f"create_app(Settings(database_url='sqlite:///{tmp_path}/x.db'))\n"
+            "loaded = [m for m in ('reapi.site', 'reapi.admin_console', 'reapi.web', 'jinja2') if m in sys.modules]\n"
+            "assert not loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
