@@ -151,11 +151,14 @@ SITE_PATHS = ("/", "/docs", "/llms.txt", "/openapi.json")
 
 
 def by_accept(html: ASGI, other: ASGI) -> ASGI:
-    """`html` for a browser (an Accept naming text/html), `other` for every other client."""
+    """`html` for a browser (an Accept naming text/html before any application/json), `other` for every
+    other client (no Accept, */*, application/json...)."""
 
     async def run(scope: dict, receive: Receive, send: Send) -> None:
-        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
-        await (html if b"text/html" in accept.lower() else other)(scope, receive, send)
+        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"").lower()
+        at_html, at_json = accept.find(b"text/html"), accept.find(b"application/json")
+        browser = at_html >= 0 and (at_json < 0 or at_html < at_json)
+        await (html if browser else other)(scope, receive, send)
 
     return run
 

@@ -1,6 +1,6 @@
 """The operator console (/admin/console): server-rendered pages on reapi.web for users with the
 admin role: the overview (requests, spend, errors, channels' health), channels (list, add,
-enable/disable, test probe), models and prices (with the public catalog's fields), accounts (search,
+enable/disable, delete, test probe), models and prices (with the public catalog's fields), accounts (search,
 credit a wallet with a note), keys (list, revoke) and usage by request id.
 
 Every page is auth="admin" (a customer's session gets 403, a guest is sent to sign in); every form

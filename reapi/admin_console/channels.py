@@ -18,7 +18,7 @@ async def show(req: Request, *, form: dict | None = None, error: str | None = No
     health = {h["id"]: h for h in await channel_health(req, queries.now_ms())}
     channels = [{**ch, "health": health.get(ch["id"])} for ch in rows]
     notice = {"added": "Channel added.", "enabled": "Channel enabled.",
-              "disabled": "Channel disabled."}.get(req.query.get("done", ""))
+              "disabled": "Channel disabled.", "deleted": "Channel deleted."}.get(req.query.get("done", ""))
     return render(req, "admin/channels.html", {"title": "Channels", "channels": channels, "error": error,
                                                "notice": notice, "probe": probe, "_form": form or {}},
                   status=status)
@@ -42,6 +42,11 @@ async def set_enabled(req: Request) -> Response:
     on = f.get("enabled") == "true"
     await write(req, ops.update_channel, req.path_params["channel_id"], enabled=on)
     return redirect("/admin/console/channels?done=" + ("enabled" if on else "disabled"))
+
+
+async def delete(req: Request) -> Response:
+    await write(req, ops.delete_channel, req.path_params["channel_id"])
+    return redirect("/admin/console/channels?done=deleted")
 
 
 async def test(req: Request) -> Response:

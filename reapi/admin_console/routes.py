@@ -10,6 +10,7 @@ PAGES: list[Page] = [
     Page("POST", "/admin/console/channels", f"{_M}.channels:create", auth="admin"),
     Page("POST", "/admin/console/channels/{channel_id:int}/enabled", f"{_M}.channels:set_enabled", auth="admin"),
     Page("POST", "/admin/console/channels/{channel_id:int}/test", f"{_M}.channels:test", auth="admin"),
+    Page("POST", "/admin/console/channels/{channel_id:int}/delete", f"{_M}.channels:delete", auth="admin"),
     Page("GET", "/admin/console/models", f"{_M}.models:show", auth="admin", nav="Models"),
     Page("POST", "/admin/console/models", f"{_M}.models:save", auth="admin"),
     Page("GET", "/admin/console/accounts", f"{_M}.accounts:show", auth="admin", nav="Accounts"),

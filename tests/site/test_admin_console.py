@@ -88,6 +88,11 @@ async def test_the_operator_console_over_http(console, web, upstream):
     assert (await console.admin("GET", f"/admin/channels/{cid}"))["enabled"] is False
     st, _, body = await ops.post("/admin/console/channels/1/test", {})
     assert st == 200 and 'id="probe-result"' in body and "answered" in body
+    st, _, _ = await ops.post(f"/admin/console/channels/{cid}/delete", {})
+    assert st in (302, 303)
+    assert cid not in [c["id"] for c in (await console.admin("GET", "/admin/channels"))["data"]]
+    st, _, _ = await ops.post(f"/admin/console/channels/{cid}/delete", {})
+    assert st == 404
     # a price with its catalog fields, through ops.set_price
     st, _, _ = await ops.post("/admin/console/models", {
         "model": "gpt-5.4", "input": "1.25", "output": "10", "cached_input": "0.125", "context_window": "400000",

@@ -114,7 +114,8 @@ async def test_pricing_json_is_unchanged_for_api_clients(console, upstream):
         "max_output_tokens": 128000,
         "long_context": {"threshold_tokens": 272000, "input_multiplier": "2.0", "output_multiplier": "1.5"},
         "aliases": []}]})
-    for headers in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+    for headers in ({}, {"Accept": "application/json"}, {"Accept": "*/*"},
+                    {"Accept": "application/json, text/html;q=0.5"}):
         st, h, body = await console.raw("GET", "/pricing", headers=headers)
         assert st == 200 and h["content-type"] == "application/json" and body == expected, headers
 
