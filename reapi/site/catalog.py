@@ -66,14 +66,19 @@ class Entry:
 
 def entries(snap) -> list[Entry]:
     """The public catalog of a snapshot, by name."""
+    types: dict[str, set[str]] = {}
+    for (_, model), tiers in snap.pools.items():  # one pass: which channel types serve each model
+        types.setdefault(model, set()).update(ch.type for tier in tiers for ch in tier)
+    aliases: dict[str, list[str]] = {}
+    for alias, model in snap.aliases.items():
+        aliases.setdefault(model, []).append(alias)
     out = []
     for name in snap.served_models(None):
         info = snap.info.get(name, ModelInfo())
         if info.hidden:
             continue
-        types = sorted({ch.type for tiers in (snap.pools.get(k) for k in snap.pools if k[1] == name)
-                        for tier in tiers or () for ch in tier})
-        out.append(Entry(name, snap.prices[name], info, tuple(snap.aliases_of(name)), tuple(types)))
+        out.append(Entry(name, snap.prices[name], info, tuple(sorted(aliases.get(name, ()))),
+                         tuple(sorted(types.get(name, ())))))
     return out
 
 
