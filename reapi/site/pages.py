@@ -50,7 +50,7 @@ async def docs_model(req: Request) -> Response:
     rates = model["usd_per_mtok"]
     return render(req, "site/docs_model.html", {
         "title": entry.name, "model": model, "base_url": base, "endpoint": f"{base}/v1/chat/completions",
-        "samples": samples.all_samples(base, entry.name), "parameters": documented(),
+        "samples": samples.all_samples(base, entry.name), "parameters": documented(entry.channel_types),
         "example": {**ex, "cost_usd": format_usd(ex["cost_nano"])}, "errors": error_rows(),
         "recipes": [{"title": "Tools (function calling)", "code": samples.tools_recipe(base, entry.name)},
                     {"title": "Reasoning effort", "code": samples.reasoning_recipe(base, entry.name)}],

@@ -41,11 +41,20 @@ DOCS: dict[str, tuple[str, str, object]] = {
 ORDER = tuple(DOCS)
 
 
-def documented() -> list[dict]:
-    """The page's parameter table: the validator's rule of each documented field plus its prose."""
+def documented(apis: tuple[str, ...] | list[str] = ("openai",)) -> list[dict]:
+    """The page's parameter table: the validator's rule of each documented field plus its prose. For a
+    model only Claude channels serve (`apis` == ["anthropic"]), the fields the Anthropic adapter refuses
+    (reapi.relay.anthropic.UNSUPPORTED_PARAMS) are left out and those it drops are marked; served by
+    both kinds, a refused field says so."""
+    from reapi.relay.anthropic import IGNORED_PARAMS, UNSUPPORTED_PARAMS
+
+    claude = "anthropic" in apis
+    only_claude = claude and "openai" not in apis
     rules = {r["name"]: r for r in parameter_rules()}
     out = []
     for name in ORDER:
+        if only_claude and name in UNSUPPORTED_PARAMS:
+            continue
         rule = rules[name]  # a KeyError here is a documented field the validator does not know
         default, text, example = DOCS[name]
         rng = ""
@@ -57,5 +66,9 @@ def documented() -> list[dict]:
             rng = ", ".join(rule["enum"])
         if rule.get("max_items"):
             rng = f"at most {rule['max_items']} items"
+        if claude and name in UNSUPPORTED_PARAMS:
+            text += " Not on Claude channels (400 `unsupported_parameter`)."
+        elif claude and name in IGNORED_PARAMS:
+            text += " Accepted and not forwarded on Claude channels."
         out.append({**rule, "default": default, "description": text, "range": rng, "example": example})
     return out

@@ -277,3 +277,35 @@ def test_the_site_and_the_operator_console_are_imported_only_when_first_opened(t
             "loaded = [m for m in ('reapi.site', 'reapi.admin_console', 'reapi.web', 'jinja2') if m in sys.modules]\n"
             "assert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_every_advertised_parameter_is_accepted_by_a_real_call_on_both_channel_kinds(console, upstream):
+    """Each parameter of the page at its example value, one real call each, on an OpenAI channel and on a
+    Claude one (whose page leaves out what the Anthropic adapter refuses)."""
+    s = await priced(console, upstream)
+    await console.admin("PUT", "/admin/models/claude-sonnet-4-6", {
+        "input_usd_per_mtok": "3", "output_usd_per_mtok": "15", "context_window": 200000,
+        "max_output_tokens": 64000}, expect=200)
+    await console.admin("POST", "/admin/channels", {"name": "claude", "type": "anthropic", "base_url": upstream.url,
+                                                    "api_key": UPSTREAM_KEY, "models": ["claude-sonnet-4-6"]},
+                        expect=201)
+    auth = {"Authorization": f"Bearer {s['key']}"}
+    for model in ("gpt-5.5", "claude-sonnet-4-6"):
+        _, _, body = await console.raw("GET", f"/docs/{model}?format=json")
+        params = orjson.loads(body)["parameters"]
+        names = {p["name"] for p in params}
+        if model.startswith("claude"):
+            assert not names & {"n", "logprobs", "seed", "presence_penalty"}, names
+        else:
+            assert {"n", "logprobs", "seed"} <= names
+        for p in params:
+            if p["name"] in ("model", "messages"):
+                continue
+            call = {"model": model, "messages": [{"role": "user", "content": "hi"}], p["name"]: p["example"]}
+            if p["name"] == "stream_options":
+                call["stream"] = True
+            if p["name"] == "top_logprobs":
+                call["logprobs"] = True
+            st, _, answer = await console.raw("POST", "/v1/chat/completions", json=call, headers=auth)
+            assert st == 200, (model, p["name"], answer[:300])
+    assert await console.verify() == []
