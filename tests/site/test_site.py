@@ -100,6 +100,10 @@ async def test_home_pricing_docs_and_llms_txt(console, upstream):
         heads = parse(body.decode()).headings
         assert heads.count(1) == 1 and heads[0] == 1, (path, heads)
         assert all(b - a <= 1 for a, b in zip(heads, heads[1:])), (path, heads)
+    _, _, body = await console.raw("GET", "/docs/gpt-5.5", headers=HTML)
+    page = parse(body.decode())
+    assert {"parameters-table", "errors-table"} <= set(page.tables)
+    assert len([c for a, c in page.codes if "sample" in a.get("class", "") and c.strip()]) == 4
     st, _, body = await console.raw("GET", "/docs/gpt-5.5?format=json")
     ctx = orjson.loads(body)
     assert ctx["model"]["name"] == "gpt-5.5" and ctx["model"]["tags"] == ["reasoning", "tools"]
