@@ -7,7 +7,7 @@ PAGES: list[Page] = [
     Page("GET", "/", "reapi.site.pages:home", auth="public", nav="Models"),
     Page("GET", "/pricing", "reapi.site.pages:pricing", auth="public", nav="Pricing"),
     Page("GET", "/docs", "reapi.site.pages:docs_index", auth="public", nav="Docs"),
-    Page("GET", "/docs/{model}", "reapi.site.pages:docs_model", auth="public"),
+    Page("GET", "/docs/{model:path}", "reapi.site.pages:docs_model", auth="public"),  # names may hold "/"
     Page("GET", "/llms.txt", "reapi.site.pages:llms_txt", auth="public"),
     Page("GET", "/openapi.json", "reapi.site.pages:openapi", auth="public"),
 ]

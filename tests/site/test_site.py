@@ -217,6 +217,18 @@ async def test_operators_edit_descriptions_tags_and_hide_models(console, upstrea
     assert [m["model"] for m in orjson.loads(body)["data"]] == ["gpt-5.5"]
     st, _, _ = await console.raw("GET", "/docs/gpt-5.4", headers=HTML)
     assert st == 404
+    # a name with a slash (the CLI can set one) has its page too, and the index links to it
+    from reapi import operations as ops
+
+    async with console.gw.engine.begin() as conn:
+        await ops.set_price(conn, "org/model-x", input_usd_per_mtok="1", output_usd_per_mtok="2",
+                            context_window=1000, max_output_tokens=100)
+    await console.admin("PATCH", f"/admin/channels/{cid}", {"models": ["gpt-5.5", "gpt-5.4", "org/model-x"]},
+                        expect=200)
+    st, _, body = await console.raw("GET", "/docs/org/model-x", headers=HTML)
+    assert st == 200 and b"<h1>org/model-x</h1>" in body
+    _, _, body = await console.raw("GET", "/docs", headers=HTML)
+    assert b'href="/docs/org/model-x"' in body
     # a price change without the catalog fields keeps them; the model shown again
     row = await console.admin("PUT", "/admin/models/gpt-5.4", {
         "input_usd_per_mtok": "1", "output_usd_per_mtok": "3", "context_window": 1000, "max_output_tokens": 100,
