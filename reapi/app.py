@@ -146,6 +146,35 @@ def _stripe_webhook(gw: Gateway) -> ASGI:
     return partial(stripe_webhook, gw)
 
 
+def _site(gw: Gateway) -> ASGI:
+    from reapi.site import build_site
+
+    return build_site(gw)
+
+
+def _admin_console(gw: Gateway) -> ASGI:
+    from reapi.admin_console import build_admin_console
+
+    return build_admin_console(gw)
+
+
+# The public site's exact paths (reapi.site.routes), beside its /docs/ prefix; /pricing is shared (below).
+SITE_PATHS = ("/", "/docs", "/llms.txt", "/openapi.json")
+
+
+def by_accept(html: ASGI, other: ASGI) -> ASGI:
+    """`html` for a browser (an Accept naming text/html before any application/json), `other` for every
+    other client (no Accept, */*, application/json...)."""
+
+    async def run(scope: dict, receive: Receive, send: Send) -> None:
+        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"").lower()
+        at_html, at_json = accept.find(b"text/html"), accept.find(b"application/json")
+        browser = at_html >= 0 and (at_json < 0 or at_html < at_json)
+        await (html if browser else other)(scope, receive, send)
+
+    return run
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -155,11 +184,13 @@ def create_app(settings: Settings | None = None):
 
     models_app = models_route(gw)
     v1 = build_v1(gw, models_app, partial(responses.stored, gw))
-    admin = stamped(build_admin(gw))  # also /docs and /openapi.json until issue #12 moves them
+    admin = stamped(build_admin(gw))  # its OpenAPI page is /admin/docs, its document /admin/openapi.json
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
     console = stamped(lazy(partial(_console, gw)))  # the customer console (reapi.console, on reapi.web)
     from reapi.media.serve import lazy_media_app  # a few ms, once; no store is opened until a file is asked for
+    site = stamped(lazy(partial(_site, gw)))  # the public site (reapi.site, on reapi.web)
+    admin_console = stamped(lazy(partial(_admin_console, gw)))  # the operator console (reapi.admin_console)
 
     # 1. the hot routes, by (method, path): each stamps its own call's request id
     hot: dict[tuple[str, str], ASGI] = {("POST", "/v1/chat/completions"): partial(chat_completions, gw),
@@ -168,18 +199,21 @@ def create_app(settings: Settings | None = None):
                                         ("GET", "/v1/models"): models_app}
     # 2. exact public paths
     exact: dict[str, ASGI] = {path: public for path in PUBLIC_ROUTES}
-    exact.update({"/docs": admin, "/docs/oauth2-redirect": admin, "/openapi.json": admin})
     exact["/webhooks/stripe"] = stamped(lazy(partial(_stripe_webhook, gw)))  # Stripe's deliveries (reapi.stripe_hook)
+    exact["/pricing"] = by_accept(site, public)  # the HTML rate card for browsers, the JSON for the rest
+    exact.update({path: site for path in SITE_PATHS})
+    exact["/admin/console"] = admin_console
     exact.update({path: console for path in CONSOLE_PATHS})
     # 3. sub-applications by prefix, first match wins
     mounts: tuple[tuple[str, ASGI], ...] = (
         ("/v1/", v1),  # OpenAI + Anthropic formats
         ("/media/", stamped(lazy_media_app(settings))),  # task output files (reapi.media), opened on first use
+        ("/admin/console/", admin_console),  # the operator console's pages (before the admin API)
         ("/admin/", admin),  # the operator's API (reapi.admin)
         ("/api/v1/", lazy(partial(_tasks, gw))),  # the task gateway (reapi.tasks.api), its own error envelope
         ("/console/", console),  # the customer console's pages
         ("/static/", console),  # reapi.web's static files (served by the first web app)
-        # public pages (the site) go last, as the fallback in place of not_found
+        ("/docs/", site),  # the public site's model pages
     )
 
     async def app(scope, receive, send):

@@ -55,6 +55,15 @@ class Price:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model's entry in the public catalog (reapi.site), operator-edited; never read by the hot path."""
+    description: str | None = None
+    category: str = "chat"  # chat | image | video | audio | tools
+    tags: tuple[str, ...] = ()
+    hidden: bool = False  # not in the public catalog (the model still answers calls)
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     name: str
     rpm: int | None = None  # per account within the group

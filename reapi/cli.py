@@ -205,19 +205,26 @@ def _long_context(value: str | None) -> dict | None:
 @click.option("--long-context", default=None, help="THRESHOLD:INPUT_MULT:OUTPUT_MULT, e.g. 272000:2:1.5")
 @click.option("--alias", "aliases", multiple=True,
               help="Another name the model answers to and bills as (repeat); the set replaces the old one.")
+@click.option("--description", default=None, help="The public catalog's text for the model (kept when omitted).")
+@click.option("--category", default=None, type=click.Choice(["chat", "image", "video", "audio", "tools"]),
+              help="The public catalog's section (kept when omitted; a new model: chat).")
+@click.option("--tag", "tags", multiple=True, help="A public catalog label (repeat; replaces the old ones).")
+@click.option("--hidden/--shown", "hidden", default=None, help="Leave the model out of the public catalog, or not.")
 def models_set(model, input_, output, cached_input, cache_write, context_window, max_output, long_context,
-               aliases) -> None:
-    """Set a model's price (and its aliases)."""
+               aliases, description, category, tags, hidden) -> None:
+    """Set a model's price (and its aliases and public catalog entry)."""
     from reapi import operations as ops
 
     _op(ops.set_price, model, input_usd_per_mtok=input_, output_usd_per_mtok=output,
         cached_input_usd_per_mtok=cached_input, cache_write_usd_per_mtok=cache_write,
         context_window=context_window, max_output_tokens=max_output, long_context=_long_context(long_context),
-        aliases=list(aliases),
+        aliases=list(aliases), description=description, category=category, tags=list(tags) if tags else None,
+        hidden=hidden,
         hints={"model": "MODEL", "input_usd_per_mtok": "--input", "output_usd_per_mtok": "--output",
                "cached_input_usd_per_mtok": "--cached-input", "cache_write_usd_per_mtok": "--cache-write",
                "context_window": "--context-window", "max_output_tokens": "--max-output",
-               "long_context": "--long-context", "aliases": "--alias"})
+               "long_context": "--long-context", "aliases": "--alias", "description": "--description",
+               "tags": "--tag"})
     click.echo(f"price for {model} set" + (f" (aliases: {', '.join(sorted(set(aliases)))})" if aliases else ""))
 
 

@@ -24,9 +24,10 @@ def _json(obj: object, status: int = 200) -> Answer:
 
 
 async def pricing(gw: Gateway) -> Answer:
-    """The rate card of the models some channel serves, in the admin API's shape."""
+    """The rate card of the models some channel serves and the operator has not hidden, in the admin
+    API's price shape (browsers get reapi.site's HTML page of the same card instead)."""
     snap = gw.catalog.snapshot
-    served = set(snap.served_models(None))
+    served = {m for m in snap.served_models(None) if not (m in snap.info and snap.info[m].hidden)}
     data = []
     for name in sorted(served & snap.prices.keys()):
         p = snap.prices[name]

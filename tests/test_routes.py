@@ -31,6 +31,11 @@ async def fetch(gw, method: str, path: str, **kw):
     ("GET", "/metrics", {}, 200),
     ("GET", "/docs", {}, 200),
     ("GET", "/openapi.json", {}, 200),
+    ("GET", "/admin/docs", {}, 200),
+    ("GET", "/admin/openapi.json", {}, 200),
+    ("GET", "/", {}, 200),
+    ("GET", "/llms.txt", {}, 200),
+    ("GET", "/docs/no-such-model", {}, 404),
     ("GET", "/nowhere", {}, 404),
     ("GET", "/admin", {}, 404),
     ("GET", "/v1/models", {}, 401),
@@ -84,10 +89,13 @@ async def test_public_routes_are_not_behind_the_admin_key_and_not_in_the_admin_a
     assert ctype.startswith("text/plain") and b"reapi_" in body
     status, _, _, body = await fetch(gateway, "HEAD", "/readyz")
     assert status == 200 and body == b""
-    _, _, _, body = await fetch(gateway, "GET", "/openapi.json")
+    _, _, _, body = await fetch(gateway, "GET", "/admin/openapi.json")
     paths = orjson.loads(body)["paths"]
     assert "/admin/channels" in paths and "/admin/accounts/{account_id}/keys" in paths
     assert not {"/pricing", "/healthz", "/readyz", "/metrics"} & paths.keys()
+    _, _, _, body = await fetch(gateway, "GET", "/openapi.json")  # the public API's document
+    paths = orjson.loads(body)["paths"]
+    assert "/v1/chat/completions" in paths and not any(p.startswith("/admin") for p in paths)
 
 
 async def test_hot_routes_carry_their_calls_id_once(gateway, upstream):

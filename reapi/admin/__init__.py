@@ -2,7 +2,7 @@
 accounts, keys, users, redemption codes), all behind the admin key, all answering errors in OpenAI's
 envelope.
 
-Not on the hot path, so it uses FastAPI for validation and the OpenAPI page at /docs. Money is a
+Not on the hot path, so it uses FastAPI for validation and the OpenAPI page at /admin/docs. Money is a
 decimal string in USD everywhere; floats are refused. The routers only translate HTTP to
 reapi.operations calls and rows to JSON: every write and every rule lives in the operations.
 
@@ -78,9 +78,9 @@ def admin_auth(request: Request) -> None:
 
 
 def build_admin(gw: Gateway) -> FastAPI:
-    """The admin sub-application (also serving the OpenAPI page at /docs and /openapi.json)."""
-    app = FastAPI(title="reapi admin API", version="0.1.0", docs_url="/docs", redoc_url=None,
-                  openapi_url="/openapi.json")
+    """The admin sub-application (also serving its OpenAPI page at /admin/docs and /admin/openapi.json)."""
+    app = FastAPI(title="reapi admin API", version="0.1.0", docs_url="/admin/docs", redoc_url=None,
+                  openapi_url="/admin/openapi.json", swagger_ui_oauth2_redirect_url="/admin/docs/oauth2-redirect")
     app.state.gateway = gw
     for exc, handler in ((GatewayError, _gateway_error), (RequestValidationError, _invalid),
                          (StarletteHTTPException, _http), (DataError, _data), (SQLAlchemyError, _store),

@@ -13,9 +13,9 @@ router = APIRouter(prefix="/admin/models", tags=["models"])
 
 @router.put("/{model}")
 async def put_model(gw: Gw, model: PathName, body: ModelIn) -> dict:
-    return ops.price_view(await write(gw, ops.set_price, model, **body.model_dump()))
+    return ops.model_view(await write(gw, ops.set_price, model, **body.model_dump()))
 
 
 @router.get("")
 async def list_models(gw: Gw) -> dict:
-    return {"object": "list", "data": [ops.price_view(r) for r in await read(gw, queries.list_models)]}
+    return {"object": "list", "data": [ops.model_view(r) for r in await read(gw, queries.list_models)]}

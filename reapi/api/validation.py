@@ -662,47 +662,104 @@ def _check_group(v: object) -> None:
     _nonempty_str("group", v)
 
 
+# The rules as data: the scalar checks below are built from these tables, and the public docs
+# (reapi.site) read them through `parameter_rules()`, so a documented range is the enforced one.
+REQUIRED: tuple[str, ...] = ("model", "messages")
+NUMBER_RANGES: dict[str, tuple[float, float]] = {
+    "frequency_penalty": (-2, 2), "presence_penalty": (-2, 2), "temperature": (0, 2), "top_p": (0, 1)}
+INT_RANGES: dict[str, tuple[int | None, int | None]] = {
+    "max_completion_tokens": (1, None), "max_tokens": (1, None), "n": (1, _N_MAX), "seed": (None, None),
+    "top_logprobs": (0, _TOP_LOGPROBS_MAX)}
+LITERALS: dict[str, frozenset[str]] = {
+    "prompt_cache_retention": _CACHE_RETENTIONS, "reasoning_effort": _REASONING_EFFORTS,
+    "service_tier": _SERVICE_TIERS, "verbosity": _VERBOSITIES}
+BOOLEANS: frozenset[str] = frozenset({"logprobs", "parallel_tool_calls", "store", "stream"})
+STRINGS: frozenset[str] = frozenset({"prompt_cache_key", "safety_identifier", "user", "model", "group"})
+# The JSON type of every other field (checked by its own function below).
+SHAPES: dict[str, str] = {
+    "messages": "array", "audio": "object", "function_call": "string | object", "functions": "array",
+    "logit_bias": "object", "metadata": "object", "modalities": "array", "moderation": "object",
+    "prediction": "object", "prompt_cache_options": "object", "response_format": "object",
+    "stop": "string | array", "stream_options": "object", "tool_choice": "string | object", "tools": "array",
+    "web_search_options": "object"}
+ENUMS: dict[str, tuple[str, ...]] = {  # literal values inside the structured fields, for the docs
+    "messages[].role": _ROLES, "modalities[]": tuple(sorted(_MODALITIES)),
+    "response_format.type": tuple(sorted(_RESPONSE_FORMATS)), "tool_choice": tuple(sorted(_TOOL_CHOICE_MODES))}
+MAX_ITEMS: dict[str, int] = {"stop": _STOP_MAX}
+
+
+def parameter_rules() -> list[dict]:
+    """Every accepted top-level field with the rule it is checked against: type, required, nullable,
+    minimum/maximum (numbers), allowed values (literals), max_items. Sorted by name."""
+    out = []
+    for name in sorted(KNOWN_FIELDS):
+        rule: dict = {"name": name, "required": name in REQUIRED, "nullable": name in _NULLABLE}
+        if name in NUMBER_RANGES:
+            rule.update(type="number", minimum=NUMBER_RANGES[name][0], maximum=NUMBER_RANGES[name][1])
+        elif name in INT_RANGES:
+            rule.update(type="integer", minimum=INT_RANGES[name][0], maximum=INT_RANGES[name][1])
+        elif name in LITERALS:
+            rule.update(type="string", enum=sorted(LITERALS[name]))
+        elif name in BOOLEANS:
+            rule["type"] = "boolean"
+        elif name in STRINGS:
+            rule["type"] = "string"
+        else:
+            rule["type"] = SHAPES[name]
+        if name in ENUMS:
+            rule["enum"] = list(ENUMS[name])
+        if name in MAX_ITEMS:
+            rule["max_items"] = MAX_ITEMS[name]
+        out.append(rule)
+    return out
+
+
+def _num(name: str, lo: float, hi: float) -> Callable[[object], None]:
+    return lambda v: _number_in(name, v, lo, hi)
+
+
+def _int(name: str, lo: int | None, hi: int | None) -> Callable[[object], None]:
+    return lambda v: _int_in(name, v, lo, hi)
+
+
+def _lit(name: str, allowed: frozenset[str]) -> Callable[[object], None]:
+    return lambda v: _literal(name, v, allowed)
+
+
+def _boolean(name: str) -> Callable[[object], None]:
+    return lambda v: _bool(name, v)
+
+
+def _string(name: str) -> Callable[[object], None]:
+    return lambda v: _str(name, v)
+
+
 # Per-field checks. Each gets the raw value; validate_chat skips nulls on _NULLABLE fields,
 # so a null reaching a check is a type error there.
 _CHECKS: dict[str, Callable[[object], None]] = {
     "messages": _check_messages,
     "model": _check_model,
     "audio": _check_audio,
-    "frequency_penalty": lambda v: _number_in("frequency_penalty", v, -2, 2),
     "function_call": _check_function_call,
     "functions": _check_functions,
     "logit_bias": _check_logit_bias,
-    "logprobs": lambda v: _bool("logprobs", v),
-    "max_completion_tokens": lambda v: _int_in("max_completion_tokens", v, 1, None),
-    "max_tokens": lambda v: _int_in("max_tokens", v, 1, None),
     "metadata": _check_metadata,
     "modalities": _check_modalities,
     "moderation": _check_moderation,
-    "n": lambda v: _int_in("n", v, 1, _N_MAX),
-    "parallel_tool_calls": lambda v: _bool("parallel_tool_calls", v),
     "prediction": _check_prediction,
-    "presence_penalty": lambda v: _number_in("presence_penalty", v, -2, 2),
-    "prompt_cache_key": lambda v: _str("prompt_cache_key", v),
     "prompt_cache_options": _check_prompt_cache_options,
-    "prompt_cache_retention": lambda v: _literal("prompt_cache_retention", v, _CACHE_RETENTIONS),
-    "reasoning_effort": lambda v: _literal("reasoning_effort", v, _REASONING_EFFORTS),
     "response_format": _check_response_format,
-    "safety_identifier": lambda v: _str("safety_identifier", v),
-    "seed": lambda v: _int_in("seed", v, None, None),
-    "service_tier": lambda v: _literal("service_tier", v, _SERVICE_TIERS),
     "stop": _check_stop,
-    "store": lambda v: _bool("store", v),
-    "stream": lambda v: _bool("stream", v),
     "stream_options": _check_stream_options,
-    "temperature": lambda v: _number_in("temperature", v, 0, 2),
     "tool_choice": _check_tool_choice,
     "tools": _check_tools,
-    "top_logprobs": lambda v: _int_in("top_logprobs", v, 0, _TOP_LOGPROBS_MAX),
-    "top_p": lambda v: _number_in("top_p", v, 0, 1),
-    "user": lambda v: _str("user", v),
-    "verbosity": lambda v: _literal("verbosity", v, _VERBOSITIES),
     "web_search_options": _check_web_search_options,
     "group": _check_group,
+    **{k: _num(k, lo, hi) for k, (lo, hi) in NUMBER_RANGES.items()},
+    **{k: _int(k, lo, hi) for k, (lo, hi) in INT_RANGES.items()},
+    **{k: _lit(k, allowed) for k, allowed in LITERALS.items()},
+    **{k: _boolean(k) for k in BOOLEANS},
+    **{k: _string(k) for k in STRINGS - {"model", "group"}},
 }
 assert _CHECKS.keys() == KNOWN_FIELDS, "every known field needs a check"
 assert _NULLABLE <= KNOWN_FIELDS

@@ -13,7 +13,8 @@ reapi.tasks.params (the schema check, imported when a task model is set: not at 
 from reapi.operations.accounts import account, add_credit, create_account, create_key, revoke_key
 from reapi.operations.channels import create_channel, delete_channel, update_channel
 from reapi.operations.groups import set_group
-from reapi.operations.prices import price_row, price_view, set_price
+from reapi.operations.prices import model_view, price_row, price_view, set_price
 
 __all__ = ["account", "add_credit", "create_account", "create_key", "revoke_key", "create_channel",
-           "delete_channel", "update_channel", "set_group", "price_row", "price_view", "set_price"]
+           "delete_channel", "update_channel", "set_group", "model_view", "price_row", "price_view",
+           "set_price"]

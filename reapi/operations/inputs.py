@@ -52,6 +52,10 @@ BaseUrl = Annotated[str, StringConstraints(max_length=2000), AfterValidator(chec
 ApiKey = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
 Names = Annotated[list[Name], Field(min_length=1, max_length=1000)]
 MAX_ALIASES = 100  # per model
+CATEGORIES = ("chat", "image", "video", "audio", "tools")  # the public catalog's sections
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9 ._-]*$")]
+# one paragraph of plain text (rendered escaped, never as HTML); no control characters but newlines
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x09\x0b-\x1f\x7f]*$")]
 
 
 class Strict(BaseModel):
@@ -99,6 +103,11 @@ class ModelIn(Strict):
     max_output_tokens: int = Field(gt=0, le=I32)
     long_context: LongContextIn | None = None
     aliases: Annotated[list[Name], Field(max_length=MAX_ALIASES)] | None = None  # extra names; [] or None: none
+    # the public catalog's entry (reapi.site); None: keep what is stored (a new model: none, chat, [], shown)
+    description: Description | None = None
+    category: Literal["chat", "image", "video", "audio", "tools"] | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] | None = None
+    hidden: bool | None = None
 
 
 class GroupIn(Strict):

@@ -18,15 +18,20 @@ Money = str | int
 def price_row(*, input_usd_per_mtok: Money, output_usd_per_mtok: Money,
               cached_input_usd_per_mtok: Money | None = None, cache_write_usd_per_mtok: Money | None = None,
               context_window: int, max_output_tokens: int,
-              long_context: Mapping[str, Any] | None = None, aliases: Sequence[str] | None = None) -> dict:
+              long_context: Mapping[str, Any] | None = None, aliases: Sequence[str] | None = None,
+              description: str | None = None, category: str | None = None, tags: Sequence[str] | None = None,
+              hidden: bool | None = None) -> dict:
     """The stored row of one model's price. `long_context` is
     {threshold_tokens, input_multiplier, output_multiplier} or None; `aliases` the model's extra
-    names (stored as a sorted JSON list, None when there are none). Raises GatewayError(400)."""
+    names (stored as a sorted JSON list, None when there are none). The public catalog's fields
+    (`description`, `category`, `tags`, `hidden`) are in the row only when given: None keeps the
+    stored value. Raises GatewayError(400)."""
     p = checked(ModelIn, input_usd_per_mtok=input_usd_per_mtok, output_usd_per_mtok=output_usd_per_mtok,
                 cached_input_usd_per_mtok=cached_input_usd_per_mtok,
                 cache_write_usd_per_mtok=cache_write_usd_per_mtok, context_window=context_window,
                 max_output_tokens=max_output_tokens, long_context=long_context,
-                aliases=list(aliases) if aliases is not None else None)
+                aliases=list(aliases) if aliases is not None else None, description=description,
+                category=category, tags=list(tags) if tags is not None else None, hidden=hidden)
 
     def optional(value: Money | None, param: str) -> int | None:
         return None if value is None else money.rate(value, param)
@@ -38,6 +43,14 @@ def price_row(*, input_usd_per_mtok: Money, output_usd_per_mtok: Money,
            "context_window": p.context_window, "max_output_tokens": p.max_output_tokens,
            "lc_threshold_tokens": None, "lc_input_milli": None, "lc_output_milli": None,
            "aliases": orjson.dumps(sorted(set(p.aliases))).decode() if p.aliases else None}
+    if p.description is not None:
+        row["description"] = p.description.strip() or None
+    if p.category is not None:
+        row["category"] = p.category
+    if p.tags is not None:
+        row["tags"] = orjson.dumps(sorted(set(p.tags))).decode() if p.tags else None
+    if p.hidden is not None:
+        row["hidden"] = p.hidden
     lc = p.long_context
     if lc is not None:
         row.update(lc_threshold_tokens=lc.threshold_tokens,
@@ -71,7 +84,13 @@ async def set_price(conn: AsyncConnection, model: str, **price: Any) -> dict:
     row = price_row(**price)
     await check_names(conn, model, aliases_of(row))
     await queries.put_model(conn, model, row)
-    return {"name": model, **row}
+    return await queries.get_model(conn, model)  # type: ignore[return-value]  # the whole row, catalog fields too
+
+
+def model_view(r: Mapping[str, Any]) -> dict:
+    """A stored model row as the admin API shows it: its price (price_view) and its public catalog entry."""
+    return {**price_view(r), "description": r.get("description"), "category": r.get("category") or "chat",
+            "tags": orjson.loads(r["tags"]) if r.get("tags") else [], "hidden": bool(r.get("hidden"))}
 
 
 def aliases_of(row: Mapping[str, Any]) -> list[str]:

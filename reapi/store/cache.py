@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reapi import metrics
-from reapi.catalog import TASK_CHANNEL_TYPES, ApiKey, Channel, Group, LongContext, Price, Sku, TaskModel
+from reapi.catalog import TASK_CHANNEL_TYPES, ApiKey, Channel, Group, LongContext, ModelInfo, Price, Sku, TaskModel
 from reapi.store import schema
 from reapi.store.db import sqlite_path
 
@@ -50,6 +50,7 @@ class Snapshot:
     # serving the model maps the alias to the model's upstream name.
     aliases: dict[str, str] = field(default_factory=dict)
     created: dict[str, int] = field(default_factory=dict)  # model -> when it was first priced (unix s)
+    info: dict[str, ModelInfo] = field(default_factory=dict)  # model -> its public catalog entry (reapi.site)
     views: dict = field(default_factory=dict)  # answers prebuilt from this snapshot (reapi.api.models)
     # The task gateway's: its models, and its pools (channels of the task types only; chat pools
     # never hold them, so /v1 never sends a chat call to a task upstream, nor the reverse).
@@ -105,6 +106,8 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
             cached_input_micro=r["cached_input_micro"], cache_write_micro=r["cache_write_micro"],
             context_window=r["context_window"], max_output_tokens=r["max_output_tokens"], long_context=lc)
         snap.created[r["name"]] = r["created_at"] // 1000
+        snap.info[r["name"]] = ModelInfo(r["description"], r["category"],
+                                         tuple(orjson.loads(r["tags"])) if r["tags"] else (), bool(r["hidden"]))
     snap.aliases = aliases = read_aliases(rows)
     by_model: dict[str, list[str]] = {}
     for alias, model in aliases.items():

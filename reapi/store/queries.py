@@ -98,6 +98,11 @@ async def model_names(conn: AsyncConnection) -> dict[str, str]:
     return out
 
 
+async def get_model(conn: AsyncConnection, name: str) -> dict | None:
+    row = (await conn.execute(select(M).where(M.c.name == name))).mappings().first()
+    return dict(row) if row else None
+
+
 async def list_models(conn: AsyncConnection) -> list[dict]:
     return [dict(r) for r in (await conn.execute(select(M).order_by(M.c.name))).mappings()]
 
@@ -205,6 +210,35 @@ async def key_exists(conn: AsyncConnection, key_id: int) -> bool:
 
 
 # --- usage and ledger -------------------------------------------------------------------
+
+async def find_accounts(conn: AsyncConnection, q: str, limit: int = 50) -> list[dict]:
+    """Accounts whose id is `q`, or whose name or user e-mail contains it (every account for ""), newest
+    first, with their balances (nano-USD per wallet)."""
+    A, W, Us = schema.accounts, schema.wallets, schema.users
+    stmt = select(A.c.id, A.c.name, A.c.created_at).order_by(A.c.id.desc()).limit(limit)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        cond = A.c.name.ilike(like, escape="\\") | A.c.id.in_(
+            select(Us.c.account_id).where(Us.c.email.ilike(like, escape="\\")))
+        if q.isdigit() and len(q) < 10:
+            cond = cond | (A.c.id == int(q))
+        stmt = stmt.where(cond)
+    rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    if rows:
+        ids = [r["id"] for r in rows]
+        bal: dict[int, dict[str, int]] = {}
+        for aid, wallet, nano in (await conn.execute(select(W.c.account_id, W.c.wallet, W.c.balance_nano)
+                                                      .where(W.c.account_id.in_(ids)))).all():
+            bal.setdefault(aid, {})[wallet] = nano
+        for r in rows:
+            r["balances"] = {w: bal.get(r["id"], {}).get(w, 0) for w in schema.WALLETS}
+    return rows
+
+
+async def usage_by_request(conn: AsyncConnection, request_id: str) -> dict | None:
+    r = (await conn.execute(select(U).where(U.c.request_id == request_id))).mappings().first()
+    return dict(r) if r else None
+
 
 async def list_usage(conn: AsyncConnection, account_id: int, limit: int, before_id: int | None) -> list[dict]:
     q = select(U).where(U.c.account_id == account_id)

@@ -3,7 +3,7 @@ times BIGINT milliseconds since the epoch (portable across SQLite and PostgreSQL
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table,
-                        Text, text)
+                        Text, false, text)
 
 metadata = MetaData()
 
@@ -79,6 +79,11 @@ models = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("aliases", Text, nullable=True),  # JSON list of extra names (NULL: none); unique across models
     Column("created_at", BigInteger, nullable=False, server_default="0"),  # first priced (ms)
+    # the public catalog's data (reapi.site), operator-edited: none of it is read on the hot path
+    Column("description", Text, nullable=True),
+    Column("category", String(20), nullable=False, server_default="chat"),
+    Column("tags", Text, nullable=True),  # JSON list of short labels (NULL: none)
+    Column("hidden", Boolean, nullable=False, server_default=false()),  # left out of the public catalog
 )
 
 groups = Table(

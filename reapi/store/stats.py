@@ -5,7 +5,7 @@ dashboard reads one account's last 30 days and nothing else. Days are UTC days
 (created_at / 86400000, integer division on both stores)."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reapi.store import schema
@@ -28,3 +28,21 @@ async def requests_since(conn: AsyncConnection, account_id: int, since_ms: int) 
     return (await conn.execute(select(func.count()).select_from(U)
                                .where(U.c.account_id == account_id, U.c.created_at >= since_ms))).scalar_one()
 
+
+
+async def overview_by_model(conn: AsyncConnection, since_ms: int) -> list[tuple[str, int, int, int]]:
+    """(model, requests, cost nano, errors) of every account's calls since `since_ms` (the operator
+    console's overview); an error is a call whose status is not "ok"."""
+    errors = func.sum(case((U.c.status != "ok", 1), else_=0))
+    rows = await conn.execute(select(U.c.model, func.count(), func.sum(U.c.cost_nano), errors)
+                              .where(U.c.created_at >= since_ms).group_by(U.c.model).order_by(U.c.model))
+    return [(m, int(n), int(c or 0), int(e or 0)) for m, n, c, e in rows]
+
+
+async def overview_by_channel(conn: AsyncConnection, since_ms: int) -> dict[int, tuple[int, int]]:
+    """channel id -> (requests, errors) since `since_ms`."""
+    errors = func.sum(case((U.c.status != "ok", 1), else_=0))
+    rows = await conn.execute(select(U.c.channel_id, func.count(), errors)
+                              .where(U.c.created_at >= since_ms, U.c.channel_id.is_not(None))
+                              .group_by(U.c.channel_id))
+    return {int(c): (int(n), int(e or 0)) for c, n, e in rows}

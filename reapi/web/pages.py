@@ -19,7 +19,7 @@ from reapi.web.templates import ENV
 
 Handler = Callable[[Request], Awaitable[Response]]
 AUTH = ("public", "user", "admin")  # who may open a page: anyone, a signed-in user, an admin user
-_PARAM = re.compile(r"\{(\w+)(?::(int))?\}")
+_PARAM = re.compile(r"\{(\w+)(?::(int|path))?\}")  # {x}: one segment; {x:int}: an id; {x:path}: the rest
 INT_MAX = 2**31 - 1
 
 
@@ -40,7 +40,9 @@ class Page:
             raise ValueError(f"auth must be one of {AUTH}")
 
         def part(m: re.Match) -> str:
-            return rf"(?P<{m.group(1)}>[0-9]{{1,10}})" if m.group(2) == "int" else rf"(?P<{m.group(1)}>[^/]+)"
+            if m.group(2) == "int":
+                return rf"(?P<{m.group(1)}>[0-9]{{1,10}})"
+            return rf"(?P<{m.group(1)}>.+)" if m.group(2) == "path" else rf"(?P<{m.group(1)}>[^/]+)"
 
         regex = "".join(part(m) if m else re.escape(t) for t, m in _split(self.path))
         object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))

@@ -68,7 +68,7 @@ async def test_admin_requires_key(gateway):
     assert st == 401
     bad = await gateway.admin("POST", "/admin/accounts/1/credits", {"amount_usd": 1.5})
     assert bad["error"]["param"] == "amount_usd"
-    st, _, _ = await gateway.raw("GET", "/docs")
+    st, _, _ = await gateway.raw("GET", "/admin/docs")
     assert st == 200
 
 

@@ -37,6 +37,9 @@ async def test_upgrade_from_0004_keeps_every_price_and_dates_it(store_url):
             assert [tuple(r) for r in (await q(OLD)).all()] == before
             assert [tuple(r) for r in (await q("SELECT name, aliases, created_at FROM models ORDER BY name"))
                     .all()] == [("claude-sonnet-4-6", None, 1767225600000), ("gpt-5.5", None, 1767312000123)]
+        await engine.dispose()
+        await asyncio.to_thread(command.upgrade, cfg, "head")  # today's snapshot reads later revisions' columns
+        async with engine.begin() as conn:
             snap = await load_snapshot(conn)
             assert snap.created == {"claude-sonnet-4-6": 1767225600, "gpt-5.5": 1767312000}
             assert snap.aliases == {}

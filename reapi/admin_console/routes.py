@@ -1,0 +1,21 @@
+"""The operator console's page table: every page auth="admin"."""
+from __future__ import annotations
+
+from reapi.web import Page
+
+_M = "reapi.admin_console"
+PAGES: list[Page] = [
+    Page("GET", "/admin/console", f"{_M}.overview:show", auth="admin", nav="Overview"),
+    Page("GET", "/admin/console/channels", f"{_M}.channels:show", auth="admin", nav="Channels"),
+    Page("POST", "/admin/console/channels", f"{_M}.channels:create", auth="admin"),
+    Page("POST", "/admin/console/channels/{channel_id:int}/enabled", f"{_M}.channels:set_enabled", auth="admin"),
+    Page("POST", "/admin/console/channels/{channel_id:int}/test", f"{_M}.channels:test", auth="admin"),
+    Page("POST", "/admin/console/channels/{channel_id:int}/delete", f"{_M}.channels:delete", auth="admin"),
+    Page("GET", "/admin/console/models", f"{_M}.models:show", auth="admin", nav="Models"),
+    Page("POST", "/admin/console/models", f"{_M}.models:save", auth="admin"),
+    Page("GET", "/admin/console/accounts", f"{_M}.accounts:show", auth="admin", nav="Accounts"),
+    Page("POST", "/admin/console/accounts/{account_id:int}/credit", f"{_M}.accounts:credit", auth="admin"),
+    Page("GET", "/admin/console/accounts/{account_id:int}/keys", f"{_M}.accounts:keys", auth="admin"),
+    Page("POST", "/admin/console/keys/{key_id:int}/revoke", f"{_M}.accounts:revoke", auth="admin"),
+    Page("GET", "/admin/console/usage", f"{_M}.accounts:usage", auth="admin", nav="Usage"),
+]
