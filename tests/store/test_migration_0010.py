@@ -27,7 +27,7 @@ async def test_upgrade_from_0004_and_back(store_url):
             await conn.execute(text(f"INSERT INTO ledger (account_id, kind, amount_nano, created_at, wallet) "
                                     f"VALUES ({acc}, 'credit', 500, 1, 'chat')"))
         await engine.dispose()
-        await asyncio.to_thread(command.upgrade, cfg, "head")
+        await asyncio.to_thread(command.upgrade, cfg, "0010")  # later revisions have their own tests
         async with engine.begin() as conn:
             assert (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar() == "0010"
             for t in TABLES:
