@@ -17,7 +17,8 @@ async def test_the_key_form_takes_a_webhook_url_for_tasks_keys(web, console):
     [k] = (await console.admin("GET", f"/admin/accounts/{account_id}/keys"))["data"]
     assert k["webhook_url"] == "https://hooks.example.com/reapi"
     # the page reloaded the catalog: the key and its default serve at once
-    assert [t.webhook_url for t in console.gw.catalog.snapshot.task_keys.values()] == ["https://hooks.example.com/reapi"]
+    served = console.gw.catalog.snapshot.task_keys.values()
+    assert [t.webhook_url for t in served] == ["https://hooks.example.com/reapi"]
     assert "webhook: https://hooks.example.com/reapi" in page
     _, _, body = await c.get("/console/keys", params={"format": "json"})
     assert json.loads(body)["keys"][0]["webhook_url"] == "https://hooks.example.com/reapi"
