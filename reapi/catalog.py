@@ -84,6 +84,7 @@ class ApiKey:
     tpm: int | None = None
     workspace: str = "chat"  # the wallet it spends: "chat" (/v1) or "tasks" (the task gateway)
     expires_at: int | None = None  # ms since the epoch; from then on the key opens nothing
+    webhook_url: str | None = None  # tasks keys: the webhook of a submit whose body names none
 
     def expired(self, now_ms: int) -> bool:
         return self.expires_at is not None and now_ms >= self.expires_at

@@ -325,14 +325,18 @@ def keys() -> None:
 @click.option("--model", "models_", multiple=True, help="Restrict to model (repeat).")
 @click.option("--spend-limit", default=None, help="USD cap for this key.")
 @click.option("--expires", default=None, help="The key stops working then: 2027-01-01 or an ISO date-time (UTC).")
-def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit, expires) -> None:
+@click.option("--webhook-url", default=None,
+              help="tasks keys: the webhook of every task submitted without a webhook_url of its own.")
+def keys_create(account_id: int, name: str, workspace: str, groups, models_, spend_limit, expires,
+                webhook_url) -> None:
     """Create a key (printed once: only its hash is stored)."""
     from reapi import operations as ops
 
     k = _op(ops.create_key, account_id, name=name, workspace=workspace, groups=groups or None,
-            models=models_ or None, spend_limit_usd=spend_limit, expires_at=expires,
+            models=models_ or None, spend_limit_usd=spend_limit, expires_at=expires, webhook_url=webhook_url,
+            allow_private_webhooks=_settings().webhook_allow_private,
             hints={"name": "--name", "groups": "--group", "models": "--model", "spend_limit_usd": "--spend-limit",
-                   "expires_at": "--expires"})
+                   "expires_at": "--expires", "webhook_url": "--webhook-url"})
     click.echo(f"key {k['id']}: {k['key']}")
     click.echo("(shown once: only its hash is stored)", err=True)
 

@@ -23,16 +23,19 @@ def key_out(r: dict) -> dict:
             "spend_limit_usd": usd_or_none(r["spend_limit_nano"]), "spent_usd": format_usd(r["spent_nano"]),
             "rpm": r["rpm"], "tpm": r["tpm"], "revoked": r["revoked_at"] is not None,
             "revoked_at": iso(r["revoked_at"]), "created_at": iso(r["created_at"]),
-            "expires_at": iso(r.get("expires_at"))}
+            "expires_at": iso(r.get("expires_at")), "webhook_url": r.get("webhook_url")}
 
 
 @router.post("/admin/accounts/{account_id}/keys", status_code=201)
 async def create_key(gw: Gw, account_id: Id, body: KeyIn) -> dict:
-    """A new key; `key` is shown once (only its hash is stored). workspace "tasks" makes an rk_live_ key."""
-    k = await write(gw, ops.create_key, account_id, **body.model_dump())
+    """A new key; `key` is shown once (only its hash is stored). workspace "tasks" makes an rk_live_ key,
+    which may carry a default `webhook_url` for its tasks."""
+    k = await write(gw, ops.create_key, account_id, **body.model_dump(),
+                    allow_private_webhooks=gw.settings.webhook_allow_private)
     return {"id": k["id"], "key": k["key"], "account_id": account_id, "name": k["name"],
             "workspace": k["workspace"], "groups": k["groups"], "models": k["models"],
-            "spend_limit_usd": usd_or_none(k["spend_limit_nano"]), "expires_at": iso(k["expires_at"])}
+            "spend_limit_usd": usd_or_none(k["spend_limit_nano"]), "expires_at": iso(k["expires_at"]),
+            "webhook_url": k["webhook_url"]}
 
 
 @router.get("/admin/accounts/{account_id}/keys")

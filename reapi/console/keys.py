@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reapi import operations as ops
 from reapi.billing.money import format_usd
-from reapi.console.common import read, write
+from reapi.console.common import gateway, read, write
 from reapi.errors import GatewayError
 from reapi.store import queries
 from reapi.web import Request, Response, WebError, render
@@ -18,7 +18,8 @@ def key_row(k: dict, last_used: dict[int, int]) -> dict:
             "created_at": k["created_at"], "last_used_at": last_used.get(k["id"]),
             "spent_usd": format_usd(k["spent_nano"]),
             "spend_limit_usd": None if k["spend_limit_nano"] is None else format_usd(k["spend_limit_nano"]),
-            "expires_at": k.get("expires_at"), "revoked": k["revoked_at"] is not None}
+            "expires_at": k.get("expires_at"), "webhook_url": k.get("webhook_url"),
+            "revoked": k["revoked_at"] is not None}
 
 
 async def _keys(conn, account_id: int) -> list[dict]:
@@ -45,13 +46,14 @@ def _list(raw: str) -> list[str] | None:
 async def create(req: Request) -> Response:
     form = await req.form()
     fields = {k: form.get(k, "").strip() for k in ("name", "group", "models", "spend_limit_usd", "expires_at",
-                                                    "workspace")}
+                                                    "workspace", "webhook_url")}
     try:
         k = await write(req, ops.create_key, req.user["account_id"],  # type: ignore[index]
                         name=fields["name"] or "default", workspace=fields["workspace"] or "chat",
                         groups=_list(fields["group"]), models=_list(fields["models"]),
                         spend_limit_usd=fields["spend_limit_usd"] or None,
-                        expires_at=fields["expires_at"] or None, reload=True)
+                        expires_at=fields["expires_at"] or None, webhook_url=fields["webhook_url"] or None,
+                        allow_private_webhooks=gateway(req).settings.webhook_allow_private, reload=True)
     except GatewayError as err:
         if err.status != 400:
             raise

@@ -8,7 +8,8 @@ channel. Decimal-string money becomes integer nano/micro units here (operations.
 rules for names, URLs and ranges are stated once (operations.inputs).
 
 May import: billing, store, errors, settings, the adapter registry; task_models.py also
-reapi.tasks.params (the schema check, imported when a task model is set: not at start-up). Never api/, admin/, proxy/ or cli.
+reapi.tasks.params (the schema check, imported when a task model is set: not at start-up), and
+accounts.py reapi.webhooks.target (a tasks key's default webhook URL, imported when one is given). Never api/, admin/, proxy/ or cli.
 """
 from reapi.operations.accounts import account, add_credit, create_account, create_key, revoke_key
 from reapi.operations.channels import create_channel, delete_channel, update_channel

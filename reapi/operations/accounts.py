@@ -63,13 +63,19 @@ async def add_credit(conn: AsyncConnection, account_id: int, amount_usd: str | i
 async def create_key(conn: AsyncConnection, account_id: int, *, name: str = "default", workspace: str = "chat",
                      groups: Sequence[str] | None = None, models: Sequence[str] | None = None,
                      spend_limit_usd: str | int | None = None, rpm: int | None = None,
-                     tpm: int | None = None, expires_at: str | datetime | None = None) -> dict:
+                     tpm: int | None = None, expires_at: str | datetime | None = None,
+                     webhook_url: str | None = None, allow_private_webhooks: bool = False) -> dict:
     """A new key of `workspace` ("chat": sk-..., "tasks": rk_live_...); returns the key's fields
     with `key`, the secret (shown once: only its hash is stored). `expires_at` (a date or an ISO
-    date-time, UTC unless it says otherwise) must lie in the future. Raises 400 or 404."""
+    date-time, UTC unless it says otherwise) must lie in the future. `webhook_url` (tasks keys only)
+    is the webhook of every task submitted without one in its body, held to the submit field's rule
+    (reapi.webhooks.check_webhook_url; private targets only with `allow_private_webhooks`, the
+    caller's REAPI_WEBHOOK_ALLOW_PRIVATE). Raises 400 or 404."""
     spec = checked(KeyIn, name=name, workspace=workspace, groups=None if groups is None else list(groups),
                    models=None if models is None else list(models), spend_limit_usd=spend_limit_usd,
-                   rpm=rpm, tpm=tpm, expires_at=expires_at)
+                   rpm=rpm, tpm=tpm, expires_at=expires_at, webhook_url=webhook_url)
+    if spec.webhook_url is not None:
+        check_key_webhook(spec.workspace, spec.webhook_url, allow_private_webhooks)
     if spec.workspace == "tasks" and spec.spend_limit_usd is not None:
         # the task gateway holds per account (its tasks wallet); a key cap it would not enforce is refused
         raise bad_request("spend_limit_usd applies to chat keys only; a tasks key spends its account's tasks "
@@ -82,7 +88,21 @@ async def create_key(conn: AsyncConnection, account_id: int, *, name: str = "def
     kid, secret = await queries.create_key(conn, account_id, v)
     return {"id": kid, "key": secret, "account_id": account_id, "name": spec.name, "workspace": spec.workspace,
             "groups": spec.groups, "models": spec.models, "spend_limit_nano": limit, "rpm": spec.rpm,
-            "tpm": spec.tpm, "expires_at": expires}
+            "tpm": spec.tpm, "expires_at": expires, "webhook_url": spec.webhook_url}
+
+
+def check_key_webhook(workspace: str, url: str, allow_private: bool) -> None:
+    """A key's default webhook: tasks keys only (chat has no tasks to report), and the URL rule of
+    the submit field. Raises 400 naming `webhook_url`."""
+    if workspace != "tasks":
+        raise bad_request("webhook_url applies to tasks keys only; chat keys have no tasks to report.",
+                          param="webhook_url")
+    from reapi.webhooks.target import TargetRefused, check_webhook_url  # only when a key has one
+
+    try:
+        check_webhook_url(url, allow_private)
+    except TargetRefused as exc:
+        raise bad_request(f"{exc}.", param="webhook_url") from None
 
 
 def expiry_ms(when: datetime | None) -> int | None:

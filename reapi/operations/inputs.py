@@ -138,6 +138,7 @@ class KeyIn(Strict):
     rpm: int | None = Field(default=None, ge=1, le=I32)
     tpm: int | None = Field(default=None, ge=1, le=I32)
     expires_at: datetime | None = None
+    webhook_url: str | None = None  # tasks keys: the default webhook (checked by create_key)
 
 
 class NameIn(Strict):

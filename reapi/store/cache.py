@@ -122,7 +122,7 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
             id=r["id"], account_id=r["account_id"], name=r["name"], groups=_tuple_or_none(r["groups"]),
             models=with_aliases(_tuple_or_none(r["models"]), aliases, by_model),
             spend_limit_nano=r["spend_limit_nano"], rpm=r["rpm"], tpm=r["tpm"], workspace=r["workspace"],
-            expires_at=r["expires_at"])
+            expires_at=r["expires_at"], webhook_url=r["webhook_url"])
     snap.groups["default"] = Group("default")
     for r in (await conn.execute(select(schema.groups))).mappings():
         snap.groups[r["name"]] = Group(r["name"], r["rpm"], r["tpm"], r["total_rpm"], r["total_tpm"])

@@ -168,6 +168,7 @@ async def create_key(conn: AsyncConnection, account_id: int, v: dict) -> tuple[i
         models=None if v.get("models") is None else _json(v["models"]),
         spend_limit_nano=v.get("spend_limit_nano"), spent_nano=0, rpm=v.get("rpm"), tpm=v.get("tpm"),
         expires_at=v.get("expires_at"), key_last4=secret[-4:], created_at=now_ms(),
+        webhook_url=v.get("webhook_url"),
         **values).returning(K.c.id))).scalar_one()
     await bump_version(conn)
     return kid, secret

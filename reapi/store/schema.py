@@ -45,6 +45,8 @@ api_keys = Table(
     # After this moment (ms) the key opens nothing (401 invalid_api_key); NULL: never expires (0005).
     Column("expires_at", BigInteger, nullable=True),
     Column("key_last4", String(8), nullable=True),  # the secret's last 4 characters, for humans (0005)
+    # tasks keys: the webhook of a task whose submit body has no webhook_url; NULL: none (0012).
+    Column("webhook_url", Text, nullable=True),
 )
 
 channels = Table(

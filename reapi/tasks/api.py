@@ -33,7 +33,7 @@ from reapi.store.cache import hash_key
 from reapi.tasks import lifecycle, queries
 from reapi.tasks.errors import TaskError, invalid, missing
 from reapi.tasks.ids import is_task_id
-from reapi.tasks.params import check_media_url, validate
+from reapi.tasks.params import validate
 from reapi.tasks.pricing import cost_nano, quantity
 
 log = logging.getLogger("reapi.tasks")
@@ -205,26 +205,30 @@ def resolve_model(ctx: Ctx, key: ApiKey, body: dict, endpoint: str | None) -> Ta
 
 
 def priced(ctx: Ctx, key: ApiKey, body: dict, endpoint: str | None) -> tuple[TaskModel, dict, int, str | None]:
+    """The model, the body left for the upstream, its cost and the task's webhook URL: the body's
+    `webhook_url` if it has one, none if it says null, else the key's default (checked when the
+    key was made, and again by every delivery)."""
     model = resolve_model(ctx, key, body, endpoint)
-    webhook = body.pop("webhook_url", None)
-    if webhook is not None:
-        if not isinstance(webhook, str):
-            raise invalid("webhook_url", "must be an http(s) URL")
-        check_webhook(ctx, webhook)
+    if "webhook_url" in body:
+        webhook = body.pop("webhook_url")
+        if webhook is not None:
+            check_webhook(ctx, webhook)
+    else:
+        webhook = key.webhook_url
     validate(model.params, body)
     return model, body, cost_nano(model, body), webhook
 
 
-def check_webhook(ctx: Ctx, url: str) -> None:
+def check_webhook(ctx: Ctx, url: object) -> None:
     """An http(s) URL whose host is not private or loopback (unless REAPI_WEBHOOK_ALLOW_PRIVATE=1);
-    its addresses are checked again at every delivery."""
-    from reapi.webhooks import check_target
+    the rule a tasks key's default meets too (reapi.webhooks.check_webhook_url); its addresses are
+    checked again at every delivery."""
+    from reapi.webhooks import TargetRefused, check_webhook_url
 
-    check_media_url("webhook_url", url)
     try:
-        check_target(url, ctx.gw.settings.webhook_allow_private)
-    except ValueError as exc:
-        raise invalid("webhook_url", str(exc)) from None
+        check_webhook_url(url, ctx.gw.settings.webhook_allow_private)
+    except TargetRefused as exc:
+        raise TaskError(20001, str(exc)) from None
 
 
 def idempotency_key(ctx: Ctx) -> str | None:

@@ -1,5 +1,6 @@
-"""Where a webhook may be sent: `check_target` (the URL), `check_target_dns` (what it resolves
-to) and `PublicResolver` (what the delivery actually connects to).
+"""Where a webhook may be sent: `check_target` (the URL), `check_webhook_url` (a URL as a client or
+operator gives it: check_target plus the length and character rules), `check_target_dns` (what it
+resolves to) and `PublicResolver` (what the delivery actually connects to).
 
 A target must be http or https, carry no user:password, and name a host that resolves only to
 public unicast addresses: private (10/8, 172.16/12, 192.168/16, fc00::/7), loopback, link-local
@@ -67,6 +68,29 @@ def check_target(url: object, allow_private: bool) -> str:
         if ip is None and (name == "localhost" or name.endswith(".localhost") or "." not in name):
             raise TargetRefused("webhook_url points to a private, loopback or link-local address")
     return host
+
+
+def check_webhook_url(url: object, allow_private: bool) -> str:
+    """The rule a webhook URL meets when it is given (a task's `webhook_url`, a tasks key's default):
+    a string of at most MAX_URL characters without spaces or control characters, an http(s) URL
+    with a host (the task gateway's media-URL rule: no data: URIs), then check_target's scheme,
+    credential and address rules. Returns the URL; TargetRefused, its message starting with
+    "webhook_url", otherwise. Names are not resolved: every delivery checks the addresses again."""
+    if not isinstance(url, str):
+        raise TargetRefused("webhook_url must be an http(s) URL")
+    if len(url) > MAX_URL:
+        raise TargetRefused(f"webhook_url must be a URL of at most {MAX_URL} characters")
+    if any(c <= " " or c == "\x7f" for c in url):
+        raise TargetRefused("webhook_url must be an http(s) URL (no spaces or control characters)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port
+    except ValueError:
+        raise TargetRefused("webhook_url must be an http(s) URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise TargetRefused("webhook_url must be a public http(s) URL")
+    check_target(url, allow_private)
+    return url
 
 
 async def check_target_dns(url: object, allow_private: bool) -> None:
