@@ -35,7 +35,7 @@ ROWS = {
               "(1, 'hold', -1500, 'open', NULL, {now})",
 }
 # compared on their own below; 0005 adds the last two
-NEW_COLUMNS = {"balance_nano", "workspace", "wallet", "expires_at", "key_last4"}
+NEW_COLUMNS = {"balance_nano", "workspace", "wallet", "expires_at", "key_last4", "webhook_url"}
 
 
 async def test_upgrade_from_0003_keeps_every_balance_key_and_entry(store_url):
