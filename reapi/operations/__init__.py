@@ -1,7 +1,7 @@
 """The operations layer: every change an operator makes, one async function each.
 
-The admin API (reapi.admin), the `reapi` CLI, the demo seed and the coming console all call these
-functions; none of them writes the store or parses money on its own. Each takes an open
+The admin API (reapi.admin), the `reapi` CLI, the demo seed, the console and the operator
+console all call these functions; none of them writes the store or parses money on its own. Each takes an open
 AsyncConnection (inside the caller's transaction) and plain typed arguments, and raises
 GatewayError(400, param=...) for a bad value or GatewayError(404) for a missing account, key or
 channel. Decimal-string money becomes integer nano/micro units here (operations.money), and the
