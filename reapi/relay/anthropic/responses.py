@@ -27,7 +27,7 @@ import orjson
 from reapi.catalog import Channel
 from reapi.errors import GatewayError, bad_request
 from reapi.relay.anthropic.adapter import ADAPTER as CHAT_ADAPTER
-from reapi.relay.anthropic.errors import _bad_upstream, error_from_anthropic
+from reapi.relay.anthropic.errors import _bad_upstream, load_message
 from reapi.relay.anthropic.request import (ANTHROPIC_VERSION, MIN_THINKING_BUDGET, THINKING_BUDGETS,
                                            _file_block, _image_block, upstream_url)
 from reapi.relay.base import UpstreamRequest, Usage
@@ -492,18 +492,8 @@ def _checked_block(block: Any) -> dict:
 
 def parse_message(raw: bytes, public_model: str, body: dict) -> Whole:
     """A 2xx Messages body -> a Whole (reapi.relay.openai_responses) holding our response object."""
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _bad_upstream("an unreadable response") from None
-    if not isinstance(msg, dict):
-        raise _bad_upstream("an unreadable response")
-    if msg.get("type") == "error":
-        err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
-        raise error_from_anthropic(500, err.get("type"), None, None)
-    content = msg.get("content")
-    if not isinstance(content, list):
-        raise _bad_upstream("a response without content")
+    msg = load_message(raw)
+    content = msg["content"]
     status, incomplete = status_of(msg.get("stop_reason"))
     include = wants_encrypted(body)
     names = namespaced(body)
