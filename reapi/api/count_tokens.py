@@ -18,10 +18,11 @@ import logging
 import aiohttp
 import orjson
 
-from reapi.api.messages import WIRE, anthropic_tiers, authenticate, request_group, upstream_headers
+from reapi.api.messages import (WIRE, anthropic_tiers, authenticate, request_group, upstream_headers,
+                                validate_head)
 from reapi.api.request import read_json
 from reapi.asgi import ClientGone, Receive, Send, send_bytes
-from reapi.errors import INTERNAL_ERROR, GatewayError, bad_request
+from reapi.errors import INTERNAL_ERROR, GatewayError
 from reapi.gateway import Gateway
 from reapi.proxy.admission import resolve_model
 from reapi.proxy.call import Call, new_request_id
@@ -37,13 +38,7 @@ MAX_COUNT = 2**31 - 1  # the largest input_tokens accepted from an upstream
 
 
 def validate(body: object) -> dict:
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise bad_request("model: Field required (a non-empty string).", param="model")
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise bad_request("messages: Field required (a non-empty array).", param="messages")
-    return body
+    return validate_head(body)
 
 
 def bad_count() -> GatewayError:

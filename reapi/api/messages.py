@@ -84,13 +84,19 @@ def authenticate(gw: Gateway, scope: dict) -> ApiKey:
     return key
 
 
-def validate(body: object) -> dict:
+def validate_head(body: object) -> dict:
+    """400 unless the body is an object with a model and a non-empty messages array (Messages and count_tokens)."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise bad_request("model: Field required (a non-empty string).", param="model")
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise bad_request("messages: Field required (a non-empty array).", param="messages")
+    return body
+
+
+def validate(body: object) -> dict:
+    body = validate_head(body)
     cap = body.get("max_tokens")
     if type(cap) is not int or cap < 1:
         raise bad_request("max_tokens: Field required (an integer >= 1).", param="max_tokens")

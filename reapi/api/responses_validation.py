@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from reapi.api.validation import (_UNKNOWN_MESSAGE, _bool, _int_in, _json_type, _list, _literal, _missing,
-                                  _nonempty_str, _number_in, _obj, _str, _type_error, _value_error)
+from reapi.api.validation import (_bool, _int_in, _list, _literal, _missing, _nonempty_str, _number_in, _obj, _str,
+                                  _type_error, _value_error, check_object_fields)
 from reapi.errors import bad_request
 
 # Every top-level field of the Responses create params, plus our `group` and Codex's `client_metadata`.
@@ -188,12 +188,7 @@ def validate_responses(body: object) -> None:
 
     Order: body type, unknown fields (first in body order), missing `model`, each field in body order,
     then the cross-field rule (`stream_options` needs `stream: true`)."""
-    if not isinstance(body, dict):
-        raise bad_request(f"The request body must be a JSON object, not {_json_type(body)}.", None, "invalid_type")
-    if not KNOWN_FIELDS.issuperset(body):
-        for key in body:
-            if key not in KNOWN_FIELDS:
-                raise bad_request(f"{_UNKNOWN_MESSAGE}{key}", key, "unknown_parameter")
+    check_object_fields(body, KNOWN_FIELDS)
     if "model" not in body:
         _missing("model")
     for key, value in body.items():

@@ -767,6 +767,18 @@ assert _NULLABLE <= KNOWN_FIELDS
 
 # --------------------------------------------------------------------------- entry point
 
+def check_object_fields(body: object, known: frozenset[str]) -> None:
+    """400 unless the body is a JSON object whose every field is in `known` (the first unknown one is named)."""
+    if not isinstance(body, dict):
+        raise bad_request(
+            f"The request body must be a JSON object, not {_json_type(body)}.", None, "invalid_type"
+        )
+    if not known.issuperset(body):
+        for key in body:
+            if key not in known:
+                raise bad_request(f"{_UNKNOWN_MESSAGE}{key}", key, "unknown_parameter")
+
+
 def validate_chat(body: object) -> None:
     """Raise a 400 GatewayError naming the first problem in a chat-completions body.
 
@@ -774,14 +786,7 @@ def validate_chat(body: object) -> None:
     `messages`, each field in body order, then the cross-field rules (`stream_options`
     needs `stream: true`, `top_logprobs` needs `logprobs: true`).
     """
-    if not isinstance(body, dict):
-        raise bad_request(
-            f"The request body must be a JSON object, not {_json_type(body)}.", None, "invalid_type"
-        )
-    if not KNOWN_FIELDS.issuperset(body):
-        for key in body:
-            if key not in KNOWN_FIELDS:
-                raise bad_request(f"{_UNKNOWN_MESSAGE}{key}", key, "unknown_parameter")
+    check_object_fields(body, KNOWN_FIELDS)
     if "model" not in body:
         _missing("model")
     if "messages" not in body:

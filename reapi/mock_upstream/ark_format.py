@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from . import media
+from .task_directives import clamped_int, read_directives
 
 PATH = "/api/v3/contents/generations/tasks"
 _DIRECTIVE = re.compile(r"\[ark ([^\]]*)\]")
@@ -69,19 +70,11 @@ def _authorized(request: web.Request) -> bool:
 
 
 def _directives(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for m in _DIRECTIVE.finditer(text):
-        for part in m.group(1).split():
-            k, _, v = part.partition("=")
-            out[k] = v
-    return out
+    return read_directives(_DIRECTIVE, text)
 
 
 def _int(d: dict, k: str, default: int) -> int:
-    try:
-        return max(0, min(int(d[k]), 10_000)) if k in d else default
-    except ValueError:
-        return default
+    return clamped_int(d, k, default, 10_000)
 
 
 async def submit(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from . import media
+from .task_directives import clamped_int, read_directives
 
 _DIRECTIVE = re.compile(r"\[images ([^\]]*)\]")
 
@@ -44,19 +45,11 @@ def _error(status: int, message: str, type: str = "invalid_request_error", code:
 
 
 def _directives(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for m in _DIRECTIVE.finditer(text):
-        for part in m.group(1).split():
-            k, _, v = part.partition("=")
-            out[k] = v
-    return out
+    return read_directives(_DIRECTIVE, text)
 
 
 def _int(d: dict[str, str], k: str, default: int, hi: int = 60_000) -> int:
-    try:
-        return max(0, min(int(d[k]), hi)) if k in d else default
-    except ValueError:
-        return default
+    return clamped_int(d, k, default, hi)
 
 
 async def _generate(request: web.Request, edit: bool) -> web.Response:

@@ -91,7 +91,8 @@ def error_body(
 # --------------------------------------------------------------------------------------
 
 
-def _content_text(content: Any, out: list[str]) -> None:
+def content_text(content: Any, out: list[str]) -> None:
+    """Append the text (or refusal) of a message content, a string or a list of parts, to `out`."""
     if isinstance(content, str):
         out.append(content)
     elif isinstance(content, list):
@@ -111,7 +112,7 @@ def prompt_pieces(body: dict[str, Any]) -> list[str]:
     for msg in body.get("messages") or ():
         if not isinstance(msg, dict):
             continue
-        _content_text(msg.get("content"), out)
+        content_text(msg.get("content"), out)
         calls = msg.get("tool_calls")
         if isinstance(calls, list):
             for call in calls:
@@ -132,7 +133,7 @@ def last_user_text(messages: list[Any]) -> str:
     for msg in reversed(messages):
         if isinstance(msg, dict) and msg.get("role") == "user":
             parts: list[str] = []
-            _content_text(msg.get("content"), parts)
+            content_text(msg.get("content"), parts)
             return parts[0] if len(parts) == 1 else " ".join(parts)
     return ""
 

@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from . import media
+from .task_directives import clamped_int, read_directives
 
 _DIRECTIVE = re.compile(r"\[reapi ([^\]]*)\]")
 CATEGORIES = {"images": "image", "videos": "video", "audio": "audio"}
@@ -81,19 +82,11 @@ def _auth(request: web.Request) -> web.Response | None:
 
 
 def _directives(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for m in _DIRECTIVE.finditer(text):
-        for part in m.group(1).split():
-            k, _, v = part.partition("=")
-            out[k] = v
-    return out
+    return read_directives(_DIRECTIVE, text)
 
 
 def _int(d: dict, k: str, default: int, hi: int = 10_000) -> int:
-    try:
-        return max(0, min(int(d[k]), hi)) if k in d else default
-    except ValueError:
-        return default
+    return clamped_int(d, k, default, hi)
 
 
 def new_task_id() -> str:

@@ -47,6 +47,7 @@ from .directives import (
     new_id,
     split_arguments,
 )
+from .openai_format import content_text
 
 dumps = orjson.dumps
 
@@ -56,21 +57,6 @@ ENCRYPTED_PREFIX = "gAAAAmock-"  # what the mock's encrypted reasoning content s
 # --------------------------------------------------------------------------------------
 # Request reading
 # --------------------------------------------------------------------------------------
-
-
-def _content_text(content: Any, out: list[str]) -> None:
-    if isinstance(content, str):
-        out.append(content)
-    elif isinstance(content, list):
-        for part in content:
-            if isinstance(part, dict):
-                t = part.get("text")
-                if isinstance(t, str):
-                    out.append(t)
-                else:
-                    r = part.get("refusal")
-                    if isinstance(r, str):
-                        out.append(r)
 
 
 def input_items(body: dict[str, Any]) -> list[Any]:
@@ -93,11 +79,11 @@ def prompt_pieces(body: dict[str, Any]) -> list[str]:
             continue
         kind = item.get("type", "message")
         if kind == "message":
-            _content_text(item.get("content"), out)
+            content_text(item.get("content"), out)
         elif kind == "function_call" and isinstance(item.get("arguments"), str):
             out.append(item["arguments"])
         elif kind == "function_call_output":
-            _content_text(item.get("output"), out)
+            content_text(item.get("output"), out)
     return out
 
 
@@ -109,7 +95,7 @@ def last_user_text(items: list[Any]) -> str:
     for item in reversed(items):
         if isinstance(item, dict) and item.get("type", "message") == "message" and item.get("role") == "user":
             parts: list[str] = []
-            _content_text(item.get("content"), parts)
+            content_text(item.get("content"), parts)
             return parts[0] if len(parts) == 1 else " ".join(parts)
     return ""
 

@@ -8,7 +8,7 @@ import orjson
 
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
-from reapi.relay.anthropic.errors import _STATUS_ONLY, _STATUS_TYPES, _bad_upstream, error_from_anthropic
+from reapi.relay.anthropic.errors import _STATUS_ONLY, _STATUS_TYPES, error_from_anthropic, load_message
 from reapi.relay.anthropic.request import ANTHROPIC_VERSION, build_payload, upstream_url
 from reapi.relay.anthropic.stream import AnthropicStreamConverter
 from reapi.relay.anthropic.usage import finish_reason, openai_usage, usage_from_anthropic
@@ -32,20 +32,8 @@ class AnthropicAdapter(Adapter):
         return UpstreamRequest(url=upstream_url(channel.base_url), headers=headers, body=orjson.dumps(payload))
 
     def parse_response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage | None]:
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise _bad_upstream("an unreadable response") from None
-        if not isinstance(msg, dict):
-            raise _bad_upstream("an unreadable response")
-        if msg.get("type") == "error":
-            err = msg.get("error")
-            err = err if isinstance(err, dict) else {}
-            # No channel here to scrub with: the upstream's text is not relayed, only its type's generic one.
-            raise error_from_anthropic(500, err.get("type"), None, None)
-        content = msg.get("content")
-        if not isinstance(content, list):
-            raise _bad_upstream("a response without content")
+        msg = load_message(raw)
+        content = msg["content"]
 
         texts: list[str] = []
         thinking: list[str] = []

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
 from reapi.relay.scrub import scrub
@@ -55,3 +57,40 @@ def error_from_anthropic(status: int, err_type: str | None, message: Any, channe
         text = message if isinstance(message, str) and message else "The upstream provider rejected the request."
         generic = scrub(text, channel)
     return GatewayError(out_status, generic, type=out_type, code=code)
+
+
+def load_event(data: bytes) -> dict:
+    """One SSE event's data -> its JSON object; 502 for anything else (chat and Responses streams)."""
+    try:
+        ev = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise _bad_upstream("an unreadable stream event") from None
+    if not isinstance(ev, dict):
+        raise _bad_upstream("an unreadable stream event")
+    return ev
+
+
+def stream_error(ev: dict, channel: Channel | None) -> GatewayError:
+    """An in-stream `error` event -> the client's error, its status from the Anthropic error type."""
+    err = ev.get("error")
+    err = err if isinstance(err, dict) else {"message": err}
+    err_type = err.get("type") if isinstance(err.get("type"), str) else None
+    return error_from_anthropic(_TYPE_STATUS.get(err_type, 500), err_type, err.get("message"), channel)
+
+
+def load_message(raw: bytes) -> dict:
+    """A 2xx Messages body -> its JSON object with a `content` list; 502 (or the error it carries) otherwise."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _bad_upstream("an unreadable response") from None
+    if not isinstance(msg, dict):
+        raise _bad_upstream("an unreadable response")
+    if msg.get("type") == "error":
+        err = msg.get("error")
+        err = err if isinstance(err, dict) else {}
+        # No channel here to scrub with: the upstream's text is not relayed, only its type's generic one.
+        raise error_from_anthropic(500, err.get("type"), None, None)
+    if not isinstance(msg.get("content"), list):
+        raise _bad_upstream("a response without content")
+    return msg

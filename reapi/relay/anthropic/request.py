@@ -52,6 +52,50 @@ def _cannot(message: str, param: str | None = None) -> GatewayError:
     return bad_request(message, param=param, code=UNSUPPORTED)
 
 
+def push_turn(turns: list[dict], role: str, blocks: list[dict]) -> None:
+    """Append blocks to the conversation, merged into the last turn when it has the same role (Claude's turns
+    alternate); nothing for no blocks."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def with_parallel_flag(choice: dict | None, has_tools: bool, parallel_tool_calls: Any) -> dict | None:
+    """tool_choice with disable_parallel_tool_use when the client set parallel_tool_calls false (and tools can
+    be called)."""
+    if parallel_tool_calls is False and has_tools and (choice is None or choice["type"] != "none"):
+        choice = dict(choice or {"type": "auto"})
+        choice["disable_parallel_tool_use"] = True
+    return choice
+
+
+def clamp_budget(nominal: int, max_tokens: int) -> int:
+    """budget_tokens for a nominal thinking budget: min(nominal, max_tokens // 2), at least MIN_THINKING_BUDGET."""
+    return max(MIN_THINKING_BUDGET, min(nominal, max_tokens // 2))
+
+
+def sampling(out: dict, budget: int | None, choice: dict | None, temperature: Any, top_p: Any, *,
+             forced_choice: str, locked: str) -> None:
+    """Thinking (budget set) or temperature/top_p into the payload. Claude's thinking refuses a forced
+    tool_choice (`forced_choice` is that 400's message) and any temperature/top_p but 1 (`locked`, with
+    {name}); 1 is Claude's default and is not sent."""
+    if budget is not None:
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if choice is not None and choice["type"] in ("any", "tool"):
+            raise _cannot(forced_choice, param="tool_choice")
+        for name, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None and value != 1:
+                raise _cannot(locked.format(name=name), param=name)
+    else:
+        if temperature is not None and temperature != 1:
+            out["temperature"] = temperature
+        if top_p is not None and top_p != 1:
+            out["top_p"] = top_p
+
+
 def output_format(rf: Any) -> tuple[dict | None, bool]:
     """response_format -> (Claude's output_config.format, or None; whether to ask for a JSON object).
     The chat route has already checked the shape (reapi.api.validation)."""
@@ -249,12 +293,7 @@ def convert_messages(messages: list) -> tuple[list[dict], list[dict]]:
     turns: list[dict] = []
 
     def push(role: str, blocks: list[dict]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        push_turn(turns, role, blocks)
 
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
@@ -321,7 +360,7 @@ def thinking_budget(effort: str, max_tokens: int) -> int:
             f"reasoning_effort {effort!r} needs an output limit above {MIN_THINKING_BUDGET} tokens on this model "
             f"(the limit is {max_tokens}); raise max_completion_tokens or set reasoning_effort to \"none\".",
             param="reasoning_effort")
-    return max(MIN_THINKING_BUDGET, min(nominal, max_tokens // 2))
+    return clamp_budget(nominal, max_tokens)
 
 
 def upstream_url(base_url: str) -> str:
@@ -360,10 +399,8 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
     tools = body.get("tools") or []
     if tools:
         out["tools"] = _convert_tools(tools)
-    choice = _convert_tool_choice(body.get("tool_choice"), bool(tools))
-    if body.get("parallel_tool_calls") is False and tools and (choice is None or choice["type"] != "none"):
-        choice = dict(choice or {"type": "auto"})
-        choice["disable_parallel_tool_use"] = True
+    choice = with_parallel_flag(_convert_tool_choice(body.get("tool_choice"), bool(tools)), bool(tools),
+                                body.get("parallel_tool_calls"))
     if choice is not None:
         out["tool_choice"] = choice
 
@@ -374,20 +411,10 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
                           param="temperature")
 
     effort = body.get("reasoning_effort")
-    if effort is not None and effort != "none":
-        out["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget(effort, max_tokens)}
-        if choice is not None and choice["type"] in ("any", "tool"):
-            raise _cannot("A forced tool_choice cannot be combined with reasoning_effort on this model.",
-                              param="tool_choice")
-        for name, value in (("temperature", temperature), ("top_p", top_p)):
-            if value is not None and value != 1:
-                raise _cannot(f"{name} cannot be changed while reasoning_effort is set on this model.",
-                                  param=name)
-    else:
-        if temperature is not None and temperature != 1:
-            out["temperature"] = temperature
-        if top_p is not None and top_p != 1:
-            out["top_p"] = top_p
+    budget = thinking_budget(effort, max_tokens) if effort is not None and effort != "none" else None
+    sampling(out, budget, choice, temperature, top_p,
+             forced_choice="A forced tool_choice cannot be combined with reasoning_effort on this model.",
+             locked="{name} cannot be changed while reasoning_effort is set on this model.")
 
     stop = body.get("stop")
     if isinstance(stop, str):

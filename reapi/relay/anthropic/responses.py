@@ -27,14 +27,15 @@ import orjson
 from reapi.catalog import Channel
 from reapi.errors import GatewayError, bad_request
 from reapi.relay.anthropic.adapter import ADAPTER as CHAT_ADAPTER
-from reapi.relay.anthropic.errors import _bad_upstream, error_from_anthropic
-from reapi.relay.anthropic.request import (ANTHROPIC_VERSION, MIN_THINKING_BUDGET, THINKING_BUDGETS,
-                                           _file_block, _image_block, upstream_url)
+from reapi.relay.anthropic.errors import _bad_upstream, load_message
+from reapi.relay.anthropic.request import (ANTHROPIC_VERSION, JSON_OBJECT_INSTRUCTION, MIN_THINKING_BUDGET,
+                                           THINKING_BUDGETS, UNSUPPORTED, _file_block, _image_block, clamp_budget,
+                                           push_turn, sampling, upstream_url, with_parallel_flag)
+from reapi.relay.anthropic.request import _cannot as cannot
 from reapi.relay.base import UpstreamRequest, Usage
 from reapi.relay.openai_responses import Whole
 from reapi.relay.usage import anthropic_usage
 
-UNSUPPORTED = "unsupported_parameter"
 ENCRYPTED = "reasoning.encrypted_content"
 # Fields translated for Claude; fields accepted and not sent (see the module docstring and README).
 HONOURED: frozenset[str] = frozenset({
@@ -46,10 +47,8 @@ IGNORED: frozenset[str] = frozenset({
     "service_tier", "stream_options", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
     "client_metadata", "group",
 })
-# Claude has no schema-less JSON mode: text.format json_object becomes this system instruction (as chat's
-# response_format json_object does on the anth branch).
-JSON_OBJECT_INSTRUCTION = ("Respond with one valid JSON object and nothing else: no prose before or after it, "
-                           "no Markdown code fences.")
+# Claude has no schema-less JSON mode: text.format json_object becomes request.JSON_OBJECT_INSTRUCTION (as
+# chat's response_format json_object does on the anth branch).
 # stop_reason -> (status, incomplete_details.reason)
 _STOP: dict[str, tuple[str, str | None]] = {
     "max_tokens": ("incomplete", "max_output_tokens"),
@@ -58,10 +57,6 @@ _STOP: dict[str, tuple[str, str | None]] = {
 }
 CLAUDE_ID_PREFIX = "resp_claude_"  # the ids of our Claude responses: never stored, never found
 _SEALED = "rcl1."  # our encrypted_content: a thinking block Claude may be handed back
-
-
-def cannot(message: str, param: str | None) -> GatewayError:
-    return bad_request(message, param=param, code=UNSUPPORTED)
 
 
 def _claude(what: str, param: str) -> GatewayError:
@@ -198,12 +193,7 @@ def convert_input(body: dict) -> tuple[list[dict], list[dict]]:
         system.append({"type": "text", "text": instructions})
 
     def push(role: str, blocks: list[dict]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        push_turn(turns, role, blocks)
 
     items = body.get("input")
     if isinstance(items, str):
@@ -337,7 +327,7 @@ def thinking_budget(effort: str, max_tokens: int) -> int:
         raise bad_request(f"reasoning.effort {effort!r} needs max_output_tokens above {MIN_THINKING_BUDGET} "
                           f"on this model (it is {max_tokens}); raise it or set reasoning.effort to \"none\".",
                           param="reasoning.effort", code="invalid_value")
-    return max(MIN_THINKING_BUDGET, min(nominal, max_tokens // 2))
+    return clamp_budget(nominal, max_tokens)
 
 
 def output_config(text: Any) -> tuple[dict | None, bool]:
@@ -374,10 +364,8 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
     tools = convert_tools(body.get("tools") or [])
     if tools:
         out["tools"] = tools
-    choice = convert_tool_choice(body.get("tool_choice"), {t["name"] for t in tools})
-    if body.get("parallel_tool_calls") is False and tools and (choice is None or choice["type"] != "none"):
-        choice = dict(choice or {"type": "auto"})
-        choice["disable_parallel_tool_use"] = True
+    choice = with_parallel_flag(convert_tool_choice(body.get("tool_choice"), {t["name"] for t in tools}),
+                                bool(tools), body.get("parallel_tool_calls"))
     if choice is not None:
         out["tool_choice"] = choice
     temperature, top_p = body.get("temperature"), body.get("top_p")
@@ -386,20 +374,11 @@ def build_payload(body: dict, upstream_model: str, *, stream: bool, max_tokens: 
                           param="temperature", code="invalid_value")
     reasoning = body.get("reasoning") or {}
     effort = reasoning.get("effort")
-    if effort is not None and effort != "none":
-        out["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget(effort, max_tokens)}
-        if choice is not None and choice["type"] in ("any", "tool"):
-            raise cannot("A forced tool_choice (required or a named function) cannot be combined with "
-                         "reasoning.effort on this model (Claude).", "tool_choice")
-        for name, value in (("temperature", temperature), ("top_p", top_p)):
-            if value is not None and value != 1:
-                raise cannot(f"{name} cannot be changed while reasoning.effort is set on this model (Claude).",
-                             name)
-    else:
-        if temperature is not None and temperature != 1:
-            out["temperature"] = temperature
-        if top_p is not None and top_p != 1:
-            out["top_p"] = top_p
+    budget = thinking_budget(effort, max_tokens) if effort is not None and effort != "none" else None
+    sampling(out, budget, choice, temperature, top_p,
+             forced_choice="A forced tool_choice (required or a named function) cannot be combined with "
+                           "reasoning.effort on this model (Claude).",
+             locked="{name} cannot be changed while reasoning.effort is set on this model (Claude).")
     user_id = body.get("safety_identifier") or body.get("user")
     if isinstance(user_id, str) and user_id:
         out["metadata"] = {"user_id": user_id}
@@ -492,18 +471,8 @@ def _checked_block(block: Any) -> dict:
 
 def parse_message(raw: bytes, public_model: str, body: dict) -> Whole:
     """A 2xx Messages body -> a Whole (reapi.relay.openai_responses) holding our response object."""
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _bad_upstream("an unreadable response") from None
-    if not isinstance(msg, dict):
-        raise _bad_upstream("an unreadable response")
-    if msg.get("type") == "error":
-        err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
-        raise error_from_anthropic(500, err.get("type"), None, None)
-    content = msg.get("content")
-    if not isinstance(content, list):
-        raise _bad_upstream("a response without content")
+    msg = load_message(raw)
+    content = msg["content"]
     status, incomplete = status_of(msg.get("stop_reason"))
     include = wants_encrypted(body)
     names = namespaced(body)

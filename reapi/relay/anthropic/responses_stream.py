@@ -22,7 +22,7 @@ import orjson
 
 from reapi.catalog import Channel
 from reapi.errors import GatewayError
-from reapi.relay.anthropic.errors import _TYPE_STATUS, _bad_upstream, error_from_anthropic
+from reapi.relay.anthropic.errors import _bad_upstream, load_event, stream_error
 from reapi.relay.anthropic.responses import (CLAUDE_ID_PREFIX, call_item, namespaced, new_id, reasoning_item,
                                              response_shell, responses_usage, seal, status_of, wants_encrypted)
 from reapi.relay.base import StreamConverter, Usage
@@ -70,12 +70,7 @@ class ClaudeResponsesStream(StreamConverter):
         return {**self.shell, "status": status}
 
     def feed(self, data: bytes) -> list[bytes]:
-        try:
-            ev = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise _bad_upstream("an unreadable stream event") from None
-        if not isinstance(ev, dict):
-            raise _bad_upstream("an unreadable stream event")
+        ev = load_event(data)
         kind = ev.get("type")
         if kind == "message_start":
             if self.shell is not None:
@@ -103,10 +98,7 @@ class ClaudeResponsesStream(StreamConverter):
             self.last = self._terminal()
             return []
         if kind == "error":
-            err = ev.get("error")
-            err = err if isinstance(err, dict) else {"message": err}
-            err_type = err.get("type") if isinstance(err.get("type"), str) else None
-            raise error_from_anthropic(_TYPE_STATUS.get(err_type, 500), err_type, err.get("message"), self.channel)
+            raise stream_error(ev, self.channel)
         return []  # ping and future event types
 
     def _start(self, ev: dict) -> list[bytes]:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from reapi.catalog import Channel
-from reapi.relay.anthropic.errors import _TYPE_STATUS, _bad_upstream, error_from_anthropic
+from reapi.relay.anthropic.errors import load_event, stream_error
 from reapi.relay.anthropic.usage import finish_reason, openai_usage
 from reapi.relay.base import StreamConverter, Usage
 from reapi.relay.usage import anthropic_stream_usage, anthropic_usage
@@ -46,12 +46,7 @@ class AnthropicStreamConverter(StreamConverter):
         return self._chunk({"tool_calls": [{"index": k, **extra, "function": function}]})
 
     def feed(self, data: bytes) -> list[bytes]:
-        try:
-            ev = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise _bad_upstream("an unreadable stream event") from None
-        if not isinstance(ev, dict):
-            raise _bad_upstream("an unreadable stream event")
+        ev = load_event(data)
         kind = ev.get("type")
 
         if kind == "message_start":
@@ -128,11 +123,7 @@ class AnthropicStreamConverter(StreamConverter):
             return [b"data: " + orjson.dumps(obj) + b"\n\n"]
 
         if kind == "error":
-            err = ev.get("error")
-            err = err if isinstance(err, dict) else {"message": err}
-            err_type = err.get("type") if isinstance(err.get("type"), str) else None
-            status = _TYPE_STATUS.get(err_type, 500)
-            raise error_from_anthropic(status, err_type, err.get("message"), self.channel)
+            raise stream_error(ev, self.channel)
 
         return []  # ping and future event types
 

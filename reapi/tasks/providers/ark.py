@@ -16,7 +16,7 @@ import orjson
 
 from reapi.catalog import Channel
 from reapi.tasks.providers.base import Output, Polled, ProviderRequest, Submitted, TaskUpstreamError
-from reapi.tasks.providers.common import error_of, json_object, output_url, progress, upstream_id
+from reapi.tasks.providers.common import error_of, json_object, maybe_json_object, output_url, progress, upstream_id
 
 PASS_THROUGH = ("resolution", "duration", "generate_audio", "return_last_frame", "seed", "watermark",
                 "camera_fixed", "fps")
@@ -54,7 +54,7 @@ class Ark:
 
     def parse_submit(self, channel: Channel, status: int, raw: bytes) -> Submitted:
         if status != 200:
-            raise error_of(channel, status, _maybe(raw))
+            raise error_of(channel, status, maybe_json_object(raw))
         return Submitted(upstream_id(json_object(raw, "submit").get("id")))
 
     def build_poll(self, channel: Channel, upstream_id: str) -> ProviderRequest:
@@ -65,7 +65,7 @@ class Ark:
         if status == 404:
             raise TaskUpstreamError(50003, "the upstream no longer knows this task", transient=False)
         if status != 200:
-            raise error_of(channel, status, _maybe(raw))
+            raise error_of(channel, status, maybe_json_object(raw))
         data = json_object(raw, "task")
         state = data.get("status")
         if state in ("queued", "running"):
@@ -86,14 +86,6 @@ class Ark:
             message = err.message if err is not None else f"the upstream task was {state}"
             return Polled("failed", error_code=50003, error_message=message)
         raise TaskUpstreamError(50002, "the upstream's task has an unknown status", transient=True)
-
-
-def _maybe(raw: bytes) -> dict | None:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 PROVIDER = Ark()

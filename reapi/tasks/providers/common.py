@@ -25,6 +25,15 @@ def json_object(raw: bytes, what: str) -> dict:
     return data
 
 
+def maybe_json_object(raw: bytes) -> dict | None:
+    """An error answer's JSON object, or None when it is not one (the error is then built from the status)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def upstream_id(value: Any) -> str:
     if not isinstance(value, str) or not UPSTREAM_ID.fullmatch(value):
         raise TaskUpstreamError(50002, "the upstream answered without a valid task id", transient=False)

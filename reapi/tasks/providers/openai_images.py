@@ -23,7 +23,7 @@ import orjson
 
 from reapi.catalog import Channel
 from reapi.tasks.providers.base import Output, Polled, ProviderRequest, Submitted, TaskUpstreamError
-from reapi.tasks.providers.common import error_of, json_object, output_url
+from reapi.tasks.providers.common import error_of, json_object, maybe_json_object, output_url
 
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -73,7 +73,7 @@ class OpenAIImages:
 
     def parse_submit(self, channel: Channel, status: int, raw: bytes) -> Submitted:
         if status != 200:
-            raise error_of(channel, status, _maybe(raw))
+            raise error_of(channel, status, maybe_json_object(raw))
         try:
             data = json_object(raw, "images")
         except TaskUpstreamError as e:  # a 200 we cannot read: the images were made, asking again pays twice
@@ -117,14 +117,6 @@ def _image(item: object, ctype: str | None) -> Output:
         return Output(url=url, content_type=ctype, kind="image")
     raise TaskUpstreamError(50002, "the upstream answered an image with neither b64_json nor an http(s) url",
                             transient=False)
-
-
-def _maybe(raw: bytes) -> dict | None:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 PROVIDER = OpenAIImages()

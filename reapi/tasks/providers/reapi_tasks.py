@@ -24,7 +24,7 @@ import orjson
 from reapi.catalog import Channel
 from reapi.relay.scrub import scrub
 from reapi.tasks.providers.base import Output, Polled, ProviderRequest, Submitted, TaskUpstreamError
-from reapi.tasks.providers.common import error_of, json_object, output_url, progress, upstream_id
+from reapi.tasks.providers.common import error_of, json_object, maybe_json_object, output_url, progress, upstream_id
 
 ENDPOINTS = {"image": "images", "video": "videos", "audio": "audio"}
 OUTPUT_FIELDS = (("image_urls", "image"), ("video_urls", "video"), ("audio_urls", "audio"))
@@ -129,11 +129,7 @@ def _failed(channel: Channel, data: dict) -> Polled:
 def _error(channel: Channel, status: int, raw: bytes) -> TaskUpstreamError:
     if status == 402:
         return TaskUpstreamError(50002, "upstream unavailable (HTTP 402)", transient=True)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = None
-    return error_of(channel, status, data if isinstance(data, dict) else None)
+    return error_of(channel, status, maybe_json_object(raw))
 
 
 PROVIDER = ReapiTasks()
