@@ -104,3 +104,39 @@ async def test_task_models_on_home_docs_index_and_llms_txt(tg):  # noqa: F811
     assert f"- [{SEEDANCE}]({gw.url}/docs/{SEEDANCE}):" in text and "POST /api/v1/videos/generations" in text
     st, _, _ = await gw.raw("GET", "/docs/gpt-image-2", headers=HTML)
     assert st == 404  # defined but no channel serves it
+
+
+async def test_every_demo_task_model_page_runs_its_curl_sample_and_bills_its_example(tg):  # noqa: F811
+    """The demo's three task models, one per category and per upstream kind (Ark, OpenAI images,
+    reAPI tasks): each page's curl sample completes and is charged the page's worked example."""
+    from decimal import Decimal
+
+    from tests.harness import UPSTREAM_KEY
+
+    gw = tg.gw
+    for name, (typ, path, models) in {"images": ("openai-images", "/v1", ["gpt-image-2"]),
+                                      "songs": ("reapi-tasks", "/api/v1", ["mureka-v9-song"])}.items():
+        await gw.admin("POST", "/admin/channels", {"name": name, "type": typ, "base_url": tg.upstream.url + path,
+                                                   "api_key": UPSTREAM_KEY, "models": models}, expect=201)
+    _, _, body = await gw.raw("GET", "/pricing", headers=HTML)
+    pricing = body.decode()
+    _, _, body = await gw.raw("GET", "/", headers=HTML)
+    home = body.decode()
+    env = {**os.environ, "REAPI_API_KEY": tg.key}
+    for name, spec in DEMO_TASK_MODELS.items():
+        assert pricing.count(f'data-task-model="{name}"') == len(spec["skus"]), name
+        section = home.split(f'id="category-{spec["category"]}"', 1)[1].split("</section>", 1)[0]
+        assert f'href="/docs/{name}"' in section, name
+        st, _, body = await gw.raw("GET", f"/docs/{name}", headers=HTML)
+        assert st == 200, name
+        page = body.decode()
+        worked = html.unescape(page.split('id="worked-example">', 1)[1].split("</p>", 1)[0])
+        credits = worked.split("<strong>", 1)[1].split(" credits", 1)[0]
+        curl = next(html.unescape(c) for a, c in parse(page).codes if a.get("data-lang") == "curl")
+        before = Decimal(await tg.tasks_credits())
+        out = await run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=90)
+        assert out.returncode == 0, (name, out.stderr)
+        task = orjson.loads(out.stdout.splitlines()[-1])
+        assert task["status"] == "completed" and task["cost_credits"] == credits, (name, task)
+        assert before - Decimal(await tg.tasks_credits()) == Decimal(credits) / 1000, name
+    assert await gw.verify() == []
