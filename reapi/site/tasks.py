@@ -48,7 +48,9 @@ class TaskEntry:
 
     @property
     def summary(self) -> str:
-        return self.model.description or f"{self.name}: {self.model.category} generation, billed per {self.model.unit}."
+        """The description on one line (it feeds /llms.txt's one-line entries), or a generated line."""
+        text = " ".join((self.model.description or "").split())[:240]
+        return text or f"{self.name}: {self.model.category} generation, billed per {self.model.unit}."
 
     @property
     def endpoint(self) -> str:
