@@ -13,6 +13,7 @@ from reapi.web import Request, Response, render
 HOUR_MS = 3_600_000
 VERIFY_SECONDS = 30  # the on-demand ledger check gives up after this long
 SHOWN_PROBLEMS = 50
+_VERIFYING = asyncio.Lock()  # one check at a time per instance (never awaited while held: no waiting)
 
 
 async def show(req: Request, *, ledger: dict | None = None) -> Response:
@@ -37,9 +38,13 @@ async def verify_ledger(req: Request) -> Response:
         async with req.gateway.engine.connect() as conn:
             return await verify(conn) + await verify_topups(conn)
 
+    if _VERIFYING.locked():
+        return await show(req, ledger={"ok": False, "timed_out": False, "problems": [], "count": 0,
+                                       "line": "a ledger check is already running; try again when it ends"})
     start = asyncio.get_running_loop().time()
     try:
-        problems = await asyncio.wait_for(both(), VERIFY_SECONDS)
+        async with _VERIFYING:
+            problems = await asyncio.wait_for(both(), VERIFY_SECONDS)
     except asyncio.TimeoutError:
         return await show(req, ledger={"ok": False, "timed_out": True, "problems": [], "count": 0,
                                        "line": f"ledger check did not finish within {VERIFY_SECONDS} s"})
