@@ -6,6 +6,7 @@ from reapi.web import Page
 _M = "reapi.admin_console"
 PAGES: list[Page] = [
     Page("GET", "/admin/console", f"{_M}.overview:show", auth="admin", nav="Overview"),
+    Page("POST", "/admin/console/ledger/verify", f"{_M}.overview:verify_ledger", auth="admin"),
     Page("GET", "/admin/console/channels", f"{_M}.channels:show", auth="admin", nav="Channels"),
     Page("POST", "/admin/console/channels", f"{_M}.channels:create", auth="admin"),
     Page("POST", "/admin/console/channels/{channel_id:int}/enabled", f"{_M}.channels:set_enabled", auth="admin"),
@@ -18,4 +19,8 @@ PAGES: list[Page] = [
     Page("GET", "/admin/console/accounts/{account_id:int}/keys", f"{_M}.accounts:keys", auth="admin"),
     Page("POST", "/admin/console/keys/{key_id:int}/revoke", f"{_M}.accounts:revoke", auth="admin"),
     Page("GET", "/admin/console/usage", f"{_M}.accounts:usage", auth="admin", nav="Usage"),
+    Page("GET", "/admin/console/groups", f"{_M}.groups:show", auth="admin", nav="Groups"),
+    Page("POST", "/admin/console/groups", f"{_M}.groups:save", auth="admin"),
+    Page("GET", "/admin/console/codes", f"{_M}.codes:show", auth="admin", nav="Codes"),
+    Page("POST", "/admin/console/codes", f"{_M}.codes:mint", auth="admin"),
 ]

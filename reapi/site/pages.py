@@ -9,6 +9,7 @@ from reapi.site import samples
 from reapi.site.catalog import CATEGORIES, entries, find
 from reapi.site.errors import error_rows
 from reapi.site.params import documented
+from reapi.site.tasks import find_task, task_entries
 from reapi.web import Request, Response, WebError, render
 
 
@@ -22,7 +23,7 @@ def _by_category(items: list[dict]) -> list[dict]:
 
 
 async def home(req: Request) -> Response:
-    models = [e.view() for e in entries(_snap(req))]
+    models = [e.view() for e in entries(_snap(req))] + [t.view() for t in task_entries(_snap(req))]
     settings = req.gateway.settings
     return render(req, "site/home.html", {
         "title": "Models", "base_url": req.origin(), "signup": settings.signup, "catalog": _by_category(models)})
@@ -30,12 +31,14 @@ async def home(req: Request) -> Response:
 
 async def pricing(req: Request) -> Response:
     models = [e.view() for e in entries(_snap(req))]
+    tasks = [t.view() for t in task_entries(_snap(req))]
     return render(req, "site/pricing.html", {"title": "Pricing", "currency": "USD", "unit": "per 1M tokens",
-                                             "models": models})
+                                             "models": models, "task_models": tasks,
+                                             "credits_per_usd": 1000})
 
 
 async def docs_index(req: Request) -> Response:
-    models = [e.view() for e in entries(_snap(req))]
+    models = [e.view() for e in entries(_snap(req))] + [t.view() for t in task_entries(_snap(req))]
     return render(req, "site/docs_index.html", {"title": "Docs", "base_url": req.origin(),
                                                 "catalog": _by_category(models)})
 
@@ -43,6 +46,9 @@ async def docs_index(req: Request) -> Response:
 async def docs_model(req: Request) -> Response:
     entry = find(_snap(req), req.path_params["model"])
     if entry is None:
+        task = find_task(_snap(req), req.path_params["model"])
+        if task is not None:
+            return _docs_task(req, task)
         raise WebError(404, "No model of that name is served here.")
     base = req.origin()
     model = entry.view()
@@ -56,6 +62,20 @@ async def docs_model(req: Request) -> Response:
                     {"title": "Reasoning effort", "code": samples.reasoning_recipe(base, entry.name)}],
         "_rates": rates,
         "_stream_example": _stream_example(entry.name), "_response_example": _response_example(entry.name)})
+
+
+def _docs_task(req: Request, task) -> Response:
+    from reapi.site import task_samples
+    from reapi.site.tasks import error_rows as task_errors
+    from reapi.site.tasks import param_rows
+
+    base = req.origin()
+    ex = task.example()
+    return render(req, "site/docs_task.html", {
+        "title": task.name, "model": task.view(), "base_url": base, "endpoint": base + task.endpoint,
+        "samples": task_samples.all_samples(base, task.endpoint, ex["body"]),
+        "parameters": param_rows(task.model.params), "example": ex, "errors": task_errors(),
+        "_example_json": orjson.dumps(ex["body"]).decode()})
 
 
 def _response_example(model: str) -> str:
@@ -84,6 +104,15 @@ async def llms_txt(req: Request) -> Response:
         r = e.rates()["base"]
         lines.append(f"- [{e.name}]({base}/docs/{e.name}): {e.summary} Input ${r['input']} / output "
                      f"${r['output']} per 1M tokens.")
+    tasks = task_entries(_snap(req))
+    if tasks:
+        lines += ["", "## Task models (image, video, audio)", "",
+                  f"Async: POST the body to the endpoint with an rk_live_ key from {base}/console/keys, then poll "
+                  f"GET {base}/api/v1/tasks/{{id}}. 1,000 credits = 1 USD.", ""]
+    for t in tasks:
+        v = t.view()
+        lines.append(f"- [{t.name}]({base}/docs/{t.name}): {t.summary} POST {v['endpoint']}, from "
+                     f"{v['from_credits']} credits (${v['from_usd']}) per {v['unit']}.")
     lines += ["", "## API", "", f"- [OpenAPI]({base}/openapi.json): the public API",
               f"- [Pricing]({base}/pricing): the rate card (JSON for API clients)", ""]
     return Response(200, "\n".join(lines).encode(), "text/plain; charset=utf-8")
