@@ -1,9 +1,11 @@
-"""Task gateway benchmark (short): submit and poll rate of one `reapi serve` process on SQLite.
+"""Task gateway benchmark (short): submit and poll rate of one `reapi serve` process on SQLite or
+PostgreSQL.
 
-    .venv/bin/python bench/tasks.py [--seconds 5] [--concurrency 32] [--pin]
+    .venv/bin/python bench/tasks.py [--seconds 5] [--concurrency 32] [--pin] [--store sqlite|postgres]
 
 Starts `reapi serve` (one worker process, REAPI_TASK_WORKER=off so only the API is measured) on a
-fresh SQLite file in a temporary directory, seeds a task model and a funded rk_live_ key, then
+fresh SQLite file in a temporary directory (or a fresh PostgreSQL database, BENCH_PG, default
+postgresql://postgres@127.0.0.1:5432/postgres, dropped afterwards), seeds a task model and a funded rk_live_ key, then
 drives it from this process with aiohttp: POST /api/v1/videos/generations (each a stored task and
 an exact hold) for --seconds, then GET /api/v1/tasks/{id} over the tasks submitted for --seconds.
 With --pin the server runs on core 0 and this client on core 1. Targets: >= 300 submits/s and
@@ -90,10 +92,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--pin", action="store_true")
+    ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="reapi-bench-tasks-")
     port, admin = free_port(), "bench-admin"
-    env = {**os.environ, "REAPI_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "REAPI_ADMIN_KEY": admin,
+    pg_admin = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    pg_name = f"reapi_bench_tasks_{os.getpid()}"
+    if a.store == "postgres":
+        subprocess.run(["psql", pg_admin, "-qc", f'CREATE DATABASE "{pg_name}"'], check=True, capture_output=True)
+        db = pg_admin.rsplit("/", 1)[0] + "/" + pg_name
+    else:
+        db = f"sqlite:///{tmp}/bench.db"
+    env = {**os.environ, "REAPI_DATABASE_URL": db, "REAPI_ADMIN_KEY": admin,
            "REAPI_TASK_WORKER": "off", "REAPI_LOG_LEVEL": "warning", "REAPI_MEDIA_DIR": f"{tmp}/media"}
     cmd = [sys.executable, "-m", "reapi", "serve", "--port", str(port)]
     if a.pin:
@@ -115,6 +125,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+        if a.store == "postgres":
+            subprocess.run(["psql", pg_admin, "-qc", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],
+                           capture_output=True)
 
 
 if __name__ == "__main__":
