@@ -492,6 +492,15 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) -
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """In the demo upstream's process, before exec: end it when `reapi demo` ends, however that ends
+    (uvicorn re-raises a SIGTERM after its shutdown, so the `finally` below may never run)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 def demo(port: int) -> None:
@@ -504,7 +513,8 @@ def demo(port: int) -> None:
     run_migrations(settings.database_url)
     mock_port = _free_port()
     mock = subprocess.Popen([sys.executable, "-m", "reapi", "mock-upstream", "--port", str(mock_port),
-                             "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"])
+                             "--api-key", "demo-upstream-key", "--chunk-delay-ms", "30"],
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     try:
         _wait_for_port(mock_port, mock)  # else the first calls find no upstream (502)
         secret, task_key, email, password = _run(_seed_demo(f"http://127.0.0.1:{mock_port}"))

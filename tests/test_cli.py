@@ -208,11 +208,26 @@ def test_demo_serves_a_chat_call_with_the_key_it_prints(tmp_path):
             pricing = orjson.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/pricing", timeout=5).read())
             assert {m["model"] for m in pricing["data"]} == {"gpt-5.5", "gpt-5.4", "claude-opus-4-8",
                                                              "claude-sonnet-4-6"}
+            # the demo upstream is the demo's child, and ends with it (PR_SET_PDEATHSIG)
+            children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+            assert children
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{c}") and "Z" not in _state(c) for c in children):
+            assert time.monotonic() < deadline, "the demo upstream outlived reapi demo"
+            time.sleep(0.1)
     runner = CliRunner(env={"REAPI_DATABASE_URL": env["REAPI_DATABASE_URL"]})
     listed = orjson.loads(runner.invoke(main, ["channels", "list"]).stdout)
     assert sorted(c["name"] for c in listed) == ["demo-anthropic", "demo-ark", "demo-images", "demo-openai",
                                                  "demo-reapi-tasks"]  # not created twice
     assert "ledger ok" in runner.invoke(main, ["ledger", "verify"]).stdout
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (Z: a zombie, already ended); "" once it is gone."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
