@@ -290,14 +290,18 @@ def count_prompt(body: dict, family: str = "openai") -> int:
 async def count_prompt_async(body: dict, family: str = "openai") -> int:
     """count_prompt for the event loop: over ASYNC_THRESHOLD_CHARS of text to
     tokenize (or before the vocabulary is loaded) the work runs in a thread."""
+    return await _count_async(_tally_body, body, family)
+
+
+async def _count_async(tally_of, body: Any, family: str) -> int:
+    """`tally_of(body)` counted for the event loop: the vocabulary loaded (and a large tally counted)
+    in a thread, then the family's margin."""
     if not vocab.loaded():
         await asyncio.to_thread(warm)
-    tally = _tally_body(body)
+    tally = tally_of(body)
     if tally.chars() > ASYNC_THRESHOLD_CHARS:
-        tokens = await asyncio.to_thread(tally.count)
-    else:
-        tokens = tally.count()
-    return _apply_family(tokens, family)
+        return _apply_family(await asyncio.to_thread(tally.count), family)
+    return _apply_family(tally.count(), family)
 
 
 # --- counting a Responses request ---------------------------------------------------------
@@ -415,9 +419,4 @@ def count_responses_prompt(body: dict) -> int:
 async def count_responses_prompt_async(body: dict, family: str = "openai") -> int:
     """count_responses_prompt for the event loop (a thread above ASYNC_THRESHOLD_CHARS, as for chat);
     family "claude" adds the Claude margin, as count_prompt does."""
-    if not vocab.loaded():
-        await asyncio.to_thread(warm)
-    tally = _tally_responses_body(body)
-    if tally.chars() > ASYNC_THRESHOLD_CHARS:
-        return _apply_family(await asyncio.to_thread(tally.count), family)
-    return _apply_family(tally.count(), family)
+    return await _count_async(_tally_responses_body, body, family)
