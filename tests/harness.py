@@ -90,7 +90,9 @@ class Gateway:
     async def start(self) -> "Gateway":
         await asyncio.to_thread(migrate, self.settings.database_url)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                                access_log=False, http=self.http_protocol)
+                                access_log=False, http=self.http_protocol,
+                                # a stuck shutdown ends in bounded time (its tasks cancelled) instead of hanging the suite
+                                timeout_graceful_shutdown=15)
         self.server = uvicorn.Server(config)
         self.task = asyncio.get_running_loop().create_task(self.server.serve())
         while not self.server.started:
