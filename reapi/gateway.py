@@ -9,6 +9,7 @@ import secrets
 import aiohttp
 from sqlalchemy import text
 
+from reapi.aio import stop_tasks
 from reapi.billing.ledger import DB_NOW, now_ms
 from reapi.billing.writer import BillingWriter
 from reapi.limits import Limiter, make_limiter
@@ -76,12 +77,11 @@ class Gateway:
         gc.freeze()
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        await stop_tasks(self._sweeper)
         await self.catalog.stop()
         await self.writer.stop()
         if self._lease:
-            self._lease.cancel()
+            await stop_tasks(self._lease)
             await self.end_lease()
         await self.health.stop()
         await self.limiter.close()

@@ -44,8 +44,9 @@ async def verify_ledger(req: Request) -> Response:
     start = asyncio.get_running_loop().time()
     try:
         async with _VERIFYING:
-            problems = await asyncio.wait_for(both(), VERIFY_SECONDS)
-    except asyncio.TimeoutError:
+            async with asyncio.timeout(VERIFY_SECONDS):  # not wait_for: see reapi.aio
+                problems = await both()
+    except TimeoutError:
         return await show(req, ledger={"ok": False, "timed_out": True, "problems": [], "count": 0,
                                        "line": f"ledger check did not finish within {VERIFY_SECONDS} s"})
     took = asyncio.get_running_loop().time() - start

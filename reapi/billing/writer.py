@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reapi.aio import stop_tasks
 from reapi.billing.ledger import (Op, Release, Settlement, abandoned_releases, abandoned_sql, run_asyncpg,
                                   run_sync)
 from reapi.store.db import sqlite_path
@@ -253,9 +254,7 @@ class BillingWriter:
             await asyncio.sleep(0.01)
         for t in self._closing:
             t.cancel()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(*self._tasks)
         self._tasks = []
         if self.sqlite:
             self.sqlite.close()

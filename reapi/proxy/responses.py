@@ -247,8 +247,9 @@ async def forward_stored(gw: Gateway, channel: Channel, method: str, path: str, 
             return resp.status, await resp.read()
 
     try:
-        return await asyncio.wait_for(go(), s.max_request_seconds)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        async with asyncio.timeout(s.max_request_seconds):  # not wait_for: see reapi.aio
+            return await go()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise upstream_failure(exc) from None
 
 

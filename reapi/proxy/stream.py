@@ -66,8 +66,9 @@ async def relay_whole(call: Call, resp: aiohttp.ClientResponse, send: Send, watc
 async def send_last(send: Send, body: bytes, wait_s: float = 5.0) -> None:
     """The last bytes of a stream cut at its deadline, to a client that may not be reading: bounded."""
     try:
-        await asyncio.wait_for(send({"type": "http.response.body", "body": body}), wait_s)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(wait_s):  # not wait_for: see reapi.aio
+            await send({"type": "http.response.body", "body": body})
+    except TimeoutError:
         pass
 
 

@@ -51,6 +51,8 @@ import logging
 import time
 from typing import Callable
 
+from reapi.aio import stop_tasks, wait_event
+
 log = logging.getLogger("reapi.health")
 
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
@@ -240,20 +242,14 @@ class ChannelHealth:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # pragma: no cover - _run swallows its errors
-                pass
+        await stop_tasks(task)
         r, self._redis = self._redis, None
         if r is None:
             return
         if self._dirty and not self._down:
             try:  # best effort: hand pending transitions to the other instances
-                await asyncio.wait_for(self._push(r), _REDIS_TIMEOUT_S)
+                async with asyncio.timeout(_REDIS_TIMEOUT_S):
+                    await self._push(r)
             except Exception:
                 pass
         try:
@@ -291,10 +287,7 @@ class ChannelHealth:
             if self._failed_rounds:
                 await asyncio.sleep(delay)  # back off; new transitions wait for the next try
             else:
-                try:
-                    await asyncio.wait_for(wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(wake, delay)
             wake.clear()
 
     async def _push(self, r) -> None:

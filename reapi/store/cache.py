@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reapi import metrics
+from reapi.aio import stop_tasks
 from reapi.catalog import TASK_CHANNEL_TYPES, ApiKey, Channel, Group, LongContext, ModelInfo, Price, Sku, TaskModel
 from reapi.store import schema
 from reapi.store.db import sqlite_path
@@ -224,12 +225,8 @@ class CatalogCache:
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        task, self._task = self._task, None
+        await stop_tasks(task)
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None

@@ -35,6 +35,7 @@ import orjson
 from sqlalchemy import text
 
 from reapi import metrics
+from reapi.aio import stop_tasks, wait_event
 from reapi.billing.ledger import DB_NOW
 from reapi.catalog import Channel
 from reapi.relay.select import pick
@@ -113,15 +114,11 @@ class Worker:
     async def stop(self) -> None:
         """Claim nothing more, let the steps in flight finish (a submit cut off now would leave its
         outcome unknown, and its task failed) for up to STOP_GRACE_S, then cancel what is left."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await stop_tasks(self._loop_task)
         if self.inflight:
             await asyncio.wait(list(self.inflight.values()), timeout=STOP_GRACE_S)  # leases still renewed
         running = [t for t in (self._renew_task, self._stats_task, *self.inflight.values()) if t is not None]
-        for t in running:
-            t.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await stop_tasks(*running)
         if self.deliverer is not None:
             await self.deliverer.stop()
         try:  # tasks between steps go back at once; one mid-submit keeps its lease (outcome unknown)
@@ -142,10 +139,7 @@ class Worker:
             except Exception:
                 log.exception("task claim failed; retrying")
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), tick)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, tick)
 
     async def _renew_forever(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from aiohttp.abc import AbstractResolver
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reapi.aio import stop_tasks, wait_event
 from reapi.billing.ledger import now_ms
 from reapi.webhooks.schedule import GIVE_UP_AFTER_S, RETRY_DELAYS_S, next_attempt_ms
 from reapi.webhooks.secret import signing_secrets
@@ -95,13 +96,8 @@ class Deliverer:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await stop_tasks(task)
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -120,10 +116,7 @@ class Deliverer:
                 n = 0
                 await asyncio.sleep(min(30.0, self.poll_s * 2 ** min(failures, 5)))
             if n == 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, self.poll_s)
                 self._wake.clear()
 
     async def run_once(self) -> int:

@@ -1,0 +1,46 @@
+"""asyncio helpers that stay correct on Python 3.11.
+
+`asyncio.wait_for` on 3.11 loses a cancellation that arrives in the same loop iteration as the
+awaited thing finishing (CPython gh-86296, fixed in 3.12): a loop parked in
+`wait_for(event.wait(), t)` whose event is set just as its owner cancels it keeps running, and the
+owner's `await task` never returns. `asyncio.timeout` has no such race, so every bounded wait in
+reapi goes through it. Libraries still hit it: redis-py 8 wraps each socket write in `wait_for`
+when a socket timeout is set, so a loop cancelled mid-command may carry on; `stop_tasks` cancels
+again until it ends. Imports nothing from reapi.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger("reapi")
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` is set or `timeout` seconds pass; True if it was set. A cancellation always
+    propagates."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True
+
+
+async def stop_tasks(*tasks: asyncio.Task | None, wait_s: float = 0.5, tries: int = 10) -> None:
+    """Cancel `tasks` and wait until they end. A task whose cancellation was lost (see above) is
+    cancelled again every `wait_s` seconds, up to `tries` times; one still running after that is left
+    behind with a warning, so a shutdown always ends in bounded time."""
+    given = [t for t in tasks if t is not None]
+    running = {t for t in given if not t.done()}
+    for _ in range(tries):
+        if not running:
+            break
+        for t in running:
+            t.cancel()
+        _, running = await asyncio.wait(running, timeout=wait_s)
+    for t in given:
+        if t in running:
+            log.warning("task %s did not stop when cancelled; left behind", t.get_name())
+        elif not t.cancelled():
+            t.exception()  # retrieved: a loop's last error was logged by the loop itself
