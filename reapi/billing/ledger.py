@@ -18,7 +18,8 @@ a balance is appended to the ledger in the same transaction, with its wallet and
 
 Two kinds of hold record, each closed exactly once:
 - chat calls (HoldRequest, Settlement, Release: always the "chat" wallet): the usage row,
-  ref = the request id; nothing else is written per request;
+  ref = the request id; nothing else is written per request (but a Responses call's
+  stored-response row, which moves no money: Settlement.stored_response);
 - generic holds (TaskHold, Capture, ReleaseHold: any wallet, e.g. the task gateway's
   "tasks"): a row of the holds table, ref = e.g. "task_...".
 """
@@ -124,6 +125,10 @@ class Settlement:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     status: str = "ok"  # or "client_closed": charged for what was produced before the client left
+    # A Responses call's stored-response row (reapi.store.responses.row_values), written in this
+    # batch so the call costs one commit, not two; it moves no money and is written even if the
+    # hold was already closed (the response exists upstream either way).
+    stored_response: tuple | None = None
 
 
 @dataclass(slots=True)
@@ -192,6 +197,8 @@ INSERT_HOLD = ("INSERT INTO holds (ref, account_id, wallet, amount_nano, created
 CLOSE_HOLD = "UPDATE holds SET status = ?, captured_nano = ?, closed_at = ? WHERE ref = ?"
 INSERT_LEDGER = ("INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at, wallet) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)")
+INSERT_RESPONSE = ("INSERT INTO responses (account_id, id, channel_id, key_id, model, request_id, background, "
+                   "prompt_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 INSERT_USAGE = ('INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, '
                 "hold_nano, created_at, instance_id, prompt_tokens, completion_tokens, cached_tokens, "
                 "cache_write_tokens, cost_nano, uncollected_nano) "
@@ -248,7 +255,7 @@ new_usage AS (
   INSERT INTO usage (request_id, account_id, key_id, model, "group", channel_id, stream, status, hold_nano,
                      created_at, instance_id, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
                      cost_nano, uncollected_nano)
-  SELECT r, a, k, m, g, c, s, st, h, t, $45::text, 0, 0, 0, 0, 0, 0
+  SELECT r, a, k, m, g, c, s, st, h, t, $54::text, 0, 0, 0, 0, 0, 0
   FROM unnest($6::text[], $7::int[], $8::int[], $9::text[], $10::text[], $11::int[], $12::bool[], $13::text[],
               $14::bigint[], $15::bigint[]) AS v(r, a, k, m, g, c, s, st, h, t)),
 settled AS (
@@ -272,12 +279,18 @@ closed_holds AS (
 entries AS (
   INSERT INTO ledger (account_id, kind, amount_nano, request_id, note, created_at, wallet)
   SELECT * FROM unnest($38::int[], $39::text[], $40::bigint[], $41::text[], $42::text[], $43::bigint[],
-                       $44::text[]))
+                       $44::text[])),
+new_responses AS (
+  INSERT INTO responses (account_id, id, channel_id, key_id, model, request_id, background, prompt_tokens,
+                         created_at)
+  SELECT * FROM unnest($45::int[], $46::text[], $47::int[], $48::int[], $49::text[], $50::text[], $51::bool[],
+                       $52::int[], $53::bigint[])
+  ON CONFLICT DO NOTHING)
 SELECT 1
 """
 # Each part's columns, in the order of the parts above: balances (account, wallet, value), keys
-# (id, value), then the SQLite rows' columns. $45 is the batch's instance id.
-_PG_WIDTHS = (3, 2, 10, 9, 4, 5, 4, 7)
+# (id, value), then the SQLite rows' columns. $54 is the batch's instance id.
+_PG_WIDTHS = (3, 2, 10, 9, 4, 5, 4, 7, 9)
 
 
 def _columns(rows: list[tuple], width: int) -> list[list]:
@@ -303,7 +316,7 @@ class Tx:
 
     __slots__ = ("postgres", "instance_id", "balances", "spent", "pending", "known_holds", "open_holds",
                  "_dirty_wallets", "_dirty_keys", "_ledger", "_usage", "_settled", "_released", "_new_holds",
-                 "_closed_holds")
+                 "_closed_holds", "_responses")
 
     def __init__(self, postgres: bool, instance_id: str | None = None) -> None:
         self.postgres = postgres
@@ -321,6 +334,7 @@ class Tx:
         self._released: list[tuple] = []
         self._new_holds: list[tuple] = []
         self._closed_holds: list[tuple] = []
+        self._responses: list[tuple] = []
 
     def _select(self, columns: str, table: str, key: str, values: list, extra: str = "") -> tuple[str, tuple]:
         """Rows whose `key` is in `values`; locked, in key order, on PostgreSQL."""
@@ -407,7 +421,8 @@ class Tx:
         return [(SET_BALANCE, [(self.balances[w], *w) for w in sorted(self._dirty_wallets)]),
                 (SET_SPENT, [(self.spent[k], k) for k in sorted(self._dirty_keys)]),
                 (INSERT_USAGE, self._usage), (SETTLE_USAGE, self._settled), (RELEASE_USAGE, self._released),
-                (INSERT_HOLD, self._new_holds), (CLOSE_HOLD, self._closed_holds), (INSERT_LEDGER, self._ledger)]
+                (INSERT_HOLD, self._new_holds), (CLOSE_HOLD, self._closed_holds), (INSERT_LEDGER, self._ledger),
+                (INSERT_RESPONSE, self._responses)]
 
     def writes(self) -> list[tuple[str, list[tuple]]]:
         """(sql, rows) for executemany, SQLite placeholders."""
@@ -419,7 +434,7 @@ class Tx:
         for i, ((_, rows), width) in enumerate(zip(self._parts(), _PG_WIDTHS)):
             if i < 2:
                 rows = [(*r[1:], r[0]) for r in rows]
-            args += _columns(rows, width)[:width]  # usage: the instance id goes once, as $45
+            args += _columns(rows, width)[:width]  # usage: the instance id goes once, as $54
         args.append(self.instance_id)
         return args
 
@@ -451,6 +466,8 @@ def _hold(tx: Tx, req: HoldRequest, ts: int) -> HoldResult:
 
 
 def _settle(tx: Tx, s: Settlement, ts: int) -> int | None:
+    if s.stored_response is not None:
+        tx._responses.append(s.stored_response)
     if s.request_id not in tx.pending:
         return None
     tx.pending.discard(s.request_id)

@@ -27,7 +27,7 @@ class Call:
     __slots__ = ("gw", "request_id", "key", "body", "model", "group", "price", "channel", "adapter",
                  "stream", "include_usage", "prompt_tokens", "n", "cap", "send_cap", "rules", "admitted_tokens",
                  "hold", "headers", "started", "status", "code", "closed", "streaming", "usage", "charged", "conn",
-                 "ext")
+                 "ext", "stored_response")
 
     def __init__(self, gw: Gateway, request_id: str) -> None:
         self.gw = gw
@@ -49,3 +49,4 @@ class Call:
         self.charged = 0  # nano-USD
         self.conn = None  # the client's connection when the server offers its lost hook (reapi.app)
         self.ext = None  # a route's own state for its relay (Responses: reapi.proxy.responses.Extra)
+        self.stored_response: tuple | None = None  # a row the settlement writes with the charge (Responses)

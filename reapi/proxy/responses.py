@@ -5,7 +5,8 @@
   translates them), settled like chat's; a
   background answer that is not finished yet keeps its hold open (settled later, exactly once); a
   `failed` response without output is released (nothing charged). The response id is recorded
-  (reapi.store.responses) unless the client sent `store: false`.
+  unless the client sent `store: false`: in the settlement's own batch when the call is charged (one
+  commit), else through reapi.store.responses' Recorder.
 - settle_background: the terminal state of a background response, seen by a retrieve or cancel, or by
   this process's poller (`watch_background`), charges its usage or releases a response that produced
   nothing; the ledger closes each hold once, so whoever sees it first bills it.
@@ -38,7 +39,7 @@ from reapi.relay.base import Usage
 from reapi.relay.openai import map_openai_error
 from reapi.relay.openai_responses import FINAL_STATUSES, Whole, auth_headers, bad_response, parse_whole
 from reapi.relay.scrub import redact_output
-from reapi.store.responses import Recorder, Stored, find, forget, open_hold
+from reapi.store.responses import Recorder, Stored, find, forget, open_hold, values
 
 log = logging.getLogger("reapi.requests")
 
@@ -58,7 +59,6 @@ class Extra:
     """What a Responses call carries besides the Call: whether to record its id, and if background."""
     store: bool
     background: bool
-    record: asyncio.Task | None = None
 
 
 def recorder(gw: Gateway) -> Recorder:
@@ -118,14 +118,8 @@ async def relay_whole_response(call: Call, resp: aiohttp.ClientResponse, send: S
         await send_bytes(send, 200, redact_output(whole.body, call.channel), call.headers)
         return
     usage = whole.usage or counted_usage(call, whole.text)
-    if call.ext.store and whole.id is not None:  # recorded while the bill is written: both before the answer
-        record = asyncio.get_running_loop().create_task(_record(call, whole.id))
-        try:
-            await respond_charged(call, usage, whole.body, send, before_send=record)
-        finally:
-            if not record.done():
-                await record
-        return
+    if call.ext.store and whole.id is not None:  # recorded with the charge: one commit, before the answer
+        call.stored_response = values(_row(call, whole.id, False))
     await respond_charged(call, usage, whole.body, send)
 
 
@@ -148,18 +142,20 @@ async def _hold_for_background(call: Call, whole: Whole, send: Send) -> None:
 async def relay_response_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, watch: Watch) -> None:
     """The upstream's Responses events passed through; the terminal event is sent once settled."""
     ext: Extra = call.ext
+    rid_seen: list[str] = []
 
     def on_id(rid: str) -> None:
-        if ext.store:
-            ext.record = asyncio.get_running_loop().create_task(_record(call, rid))
+        if ext.store:  # written with the charge; a stream that ends without one records it on its own
+            rid_seen.append(rid)
+            call.stored_response = values(_row(call, rid, False))
 
     conv = call.adapter.stream_converter(call.model, call.channel, call.body, on_id)
     try:
         await relay_stream(call, resp, send, watch, conv, raw_lines=call.adapter.raw_lines, end=conv.end,
                            error_event=conv.error_event)
     finally:
-        if ext.record is not None:
-            await ext.record
+        if rid_seen and call.closed != "charged":
+            await _record(call, rid_seen[-1])
     if getattr(conv, "failed", b""):
         call.code = "upstream_response_failed"
 

@@ -59,7 +59,8 @@ async def finish_ok(call: Call, usage: Usage, status: str = "ok") -> int:
     s = Settlement(request_id=call.request_id, account_id=key.account_id, key_id=key.id,
                    key_limited=key.spend_limit_nano is not None, hold_nano=call.hold.amount, cost_nano=cost,
                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                   cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, status=status)
+                   cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens, status=status,
+                   stored_response=call.stored_response)
     charged = await gw.writer.submit(s)
     call.closed = "charged"
     call.usage, call.charged = usage, charged or 0
@@ -100,12 +101,9 @@ def usage_so_far(call: Call, conv: StreamConverter) -> Usage:
     return usage
 
 
-async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send, before_send=None) -> None:
-    """A whole (non-streamed) answer: settle first, then send it with the cost it was charged; `before_send`
-    (an awaitable the route started, e.g. recording a Responses id) is awaited before the answer goes."""
+async def respond_charged(call: Call, usage: Usage, body: bytes, send: Send) -> None:
+    """A whole (non-streamed) answer: settle first, then send it with the cost it was charged."""
     charged = await finish_ok(call, usage)
-    if before_send is not None:
-        await before_send
     call.headers.append((b"x-reapi-cost-usd", format_usd(charged).encode()))
     metrics.observe_request(call.model, call.group, 200, upstream_s=time.perf_counter() - call.started,
                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,

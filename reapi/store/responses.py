@@ -1,6 +1,7 @@
 """The stored-responses table: which channel made a Responses id, for which account (schema.responses).
 
-`Recorder` writes new rows group-committed (every row submitted while a write is in flight goes in the
+A call that is charged writes its row in its settlement's own batch (`values`: one commit per call).
+`Recorder` writes the others (background responses, streams that end without a charge) group-committed (every row submitted while a write is in flight goes in the
 next one: one transaction for many calls). On SQLite it runs its short insert on the event loop with its
 own connection that never waits for the write lock (as reapi.billing.writer does: a commit without fsync
 in WAL mode is cheaper than a thread hop) and hands a batch that finds the file locked to a thread that
@@ -23,6 +24,8 @@ from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.store")
 
+COLUMNS = ("account_id", "id", "channel_id", "key_id", "model", "request_id", "background", "prompt_tokens",
+           "created_at")
 SQLITE_INSERT = ("INSERT INTO responses (account_id, id, channel_id, key_id, model, request_id, background, "
                  "prompt_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 INSERT = ("INSERT INTO responses (account_id, id, channel_id, key_id, model, request_id, background, prompt_tokens, "
@@ -54,12 +57,19 @@ class OpenHold:
     hold_nano: int
 
 
+def values(row: Stored) -> tuple:
+    """The row's column values (COLUMNS order), clamped to the columns: what Recorder writes, and what a
+    Responses call's settlement writes in its own batch (reapi.billing.ledger.Settlement.stored_response)."""
+    return (row.account_id, row.id, row.channel_id, row.key_id, row.model[:200], row.request_id, row.background,
+            min(max(0, row.prompt_tokens), 2**31 - 1), row.created_at or int(time.time() * 1000))
+
+
 class Recorder:
     """Group-committed inserts of new rows; `record` returns once its row is durable (or raises)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.pending: list[tuple[dict, asyncio.Future]] = []
+        self.pending: list[tuple[tuple, asyncio.Future]] = []
         self.task: asyncio.Task | None = None
         self.path = sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
         self.inline: sqlite3.Connection | None = None
@@ -88,13 +98,11 @@ class Recorder:
         self.waiting.execute("BEGIN IMMEDIATE")
         self._insert(self.waiting, rows)
 
-    async def _write(self, params: list[dict]) -> None:
+    async def _write(self, rows: list[tuple]) -> None:
         if self.path is None:
             async with self.engine.begin() as conn:
-                await conn.execute(text(INSERT), params)
+                await conn.execute(text(INSERT), [dict(zip(COLUMNS, r)) for r in rows])
             return
-        rows = [(p["account_id"], p["id"], p["channel_id"], p["key_id"], p["model"], p["request_id"],
-                 int(p["background"]), p["prompt_tokens"], p["created_at"]) for p in params]
         if self.inline is None:
             self.inline = self._connect(0)
         try:
@@ -107,12 +115,8 @@ class Recorder:
         self._insert(self.inline, rows)
 
     async def record(self, row: Stored) -> None:
-        params = {"account_id": row.account_id, "id": row.id, "channel_id": row.channel_id, "key_id": row.key_id,
-                  "model": row.model[:200], "request_id": row.request_id, "background": row.background,
-                  "prompt_tokens": min(max(0, row.prompt_tokens), 2**31 - 1),
-                  "created_at": row.created_at or int(time.time() * 1000)}
         fut = asyncio.get_running_loop().create_future()
-        self.pending.append((params, fut))
+        self.pending.append((values(row), fut))
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._flush())
         await fut

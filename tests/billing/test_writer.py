@@ -76,3 +76,41 @@ async def test_postgres_writer_replaces_a_dropped_connection(upstream):
     finally:
         await gw.stop()
         await drop_pg_database(url)
+
+
+async def test_a_settlement_writes_its_stored_response_row_in_its_own_batch(store_url):
+    """A Responses call's id row goes in with its charge (one commit per call); the same row again,
+    or on a hold that is already closed, is no error and leaves one row."""
+    from sqlalchemy import text
+
+    from reapi.billing.ledger import HoldRequest, Settlement, verify
+    from reapi.billing.writer import BillingWriter
+    from reapi.operations.accounts import create_account, create_key
+    from reapi.store.db import create_engine, migrate
+    from reapi.store.responses import Stored, values
+
+    await asyncio.to_thread(migrate, store_url)
+    engine = create_engine(store_url)
+    writer = BillingWriter(engine, instance_id="test-instance")
+    writer.start()
+    try:
+        async with engine.begin() as conn:
+            acc = await create_account(conn, "acme", credit_usd="1.00")
+            key = await create_key(conn, acc["id"])
+        hold = await writer.submit(HoldRequest("req_1", acc["id"], key["id"], None, "gpt-5.5", "default", None,
+                                               False, 1000, lambda _: None))
+        row = values(Stored(acc["id"], "resp_abc", 7, key["id"], "gpt-5.5", "req_1", False, prompt_tokens=12,
+                            created_at=1234))
+        settle = Settlement("req_1", acc["id"], key["id"], False, hold.amount, 400, 12, 3, stored_response=row)
+        assert await writer.submit(settle) == 400
+        assert await writer.submit(settle) is None  # closed already: nothing charged twice, no error
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT account_id, id, channel_id, key_id, model, request_id, background, prompt_tokens, "
+                "created_at FROM responses"))).all()
+            assert [tuple(r) for r in rows] == [(acc["id"], "resp_abc", 7, key["id"], "gpt-5.5", "req_1",
+                                                 False, 12, 1234)]
+            assert await verify(conn) == []
+    finally:
+        await writer.stop()
+        await engine.dispose()
