@@ -39,7 +39,8 @@ class Gateway:
         self.engine = create_engine(settings.database_url)
         self.catalog = CatalogCache(self.engine, settings.config_poll_ms)
         self.instance_id = secrets.token_hex(8)  # this process's lease, recorded on each of its holds
-        self.writer = BillingWriter(self.engine, instance_id=self.instance_id)
+        self.writer = BillingWriter(self.engine, instance_id=self.instance_id,
+                                    async_holds=settings.pg_hold_commit == "async")
         self.limiter: Limiter = make_limiter(settings.redis_url)
         self.health = ChannelHealth(redis_url=settings.redis_url, failure_threshold=settings.channel_failures,
                                     cooldown_s=settings.channel_cooldown_s,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 SIGNUP_MODES = ("open", "verify", "closed")
+HOLD_COMMITS = ("async", "sync")
 
 
 class SettingsError(SystemExit):
@@ -58,6 +59,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the longest a call may run, stream included", 1, 7 * 86400),
     Setting("lease_seconds", "REAPI_LEASE_SECONDS", 15,
             "each serving process's lease; a dead process's holds are released after it", 2, 3600),
+    Setting("pg_hold_commit", "REAPI_PG_HOLD_COMMIT", "async",
+            "PostgreSQL: a batch of chat holds commits without (async) or with (sync) waiting for its WAL flush"),
     Setting("config_poll_ms", "REAPI_CONFIG_POLL_MS", 1000, "how often admin changes are polled", 10, 600_000),
     Setting("min_output_tokens", "REAPI_MIN_OUTPUT_TOKENS", 16,
             "the least output a call must be able to pay for", 1, 1_000_000),
@@ -141,6 +144,9 @@ class Settings:
     # Each serving process holds a lease in the store, renewed every lease/3 seconds. The holds
     # of a process whose lease ran out (it died) are released by the other instances' sweepers.
     lease_seconds: int = 15
+    # PostgreSQL: "async" commits batches of chat holds without waiting for the WAL flush (a crash of
+    # PostgreSQL may lose in-flight holds: those calls go free); "sync" waits, as settlements always do.
+    pg_hold_commit: str = "async"
     # How often each instance polls the store for admin changes (milliseconds).
     config_poll_ms: int = 1000
     # Smallest output a call must be able to pay for, beyond its prompt, to be admitted.
@@ -203,6 +209,7 @@ class Settings:
         values["webhook_allow_private"] = flag == "1"
         values["log_level"] = str(values["log_level"]).lower()
         values["signup"] = str(values["signup"]).lower()
+        values["pg_hold_commit"] = str(values["pg_hold_commit"]).lower()
         values["task_worker"] = str(values["task_worker"]).lower()
         return cls(**values)  # type: ignore[arg-type]
 
@@ -226,6 +233,8 @@ def validate(s: Settings) -> None:
         raise SettingsError("REAPI_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if not s.stripe_api_base.startswith(("https://", "http://")) or any(c <= " " for c in s.stripe_api_base):
         raise SettingsError("REAPI_STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com")
+    if s.pg_hold_commit not in HOLD_COMMITS:
+        raise SettingsError(f"REAPI_PG_HOLD_COMMIT must be one of {', '.join(HOLD_COMMITS)}, got {s.pg_hold_commit!r}")
     if s.signup not in SIGNUP_MODES:
         raise SettingsError(f"REAPI_SIGNUP must be one of {', '.join(SIGNUP_MODES)}, got {s.signup!r}")
     if s.public_url is not None:

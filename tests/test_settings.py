@@ -40,6 +40,7 @@ def test_settings_made_directly_are_checked_too():
     ({"REAPI_LOG_LEVEL": "verbose"}, "REAPI_LOG_LEVEL must be one of"),
     ({"REAPI_DATABASE_URL": "mysql://h/db"}, "REAPI_DATABASE_URL must be"),
     ({"REAPI_REDIS_URL": "127.0.0.1:6379"}, "REAPI_REDIS_URL must be"),
+    ({"REAPI_PG_HOLD_COMMIT": "maybe"}, "REAPI_PG_HOLD_COMMIT must be one of async, sync"),
 ])
 def test_other_bad_values(env, message):
     with pytest.raises(SettingsError, match=message):
@@ -50,6 +51,7 @@ def test_defaults_and_case_of_log_level():
     s = Settings.from_env({"REAPI_LOG_LEVEL": "WARNING"})
     assert s.log_level == "warning" and s.max_header_bytes == 65536 and s.header_timeout_s == 10
     assert s.body_timeout_s == 60
+    assert s.pg_hold_commit == "async" and Settings.from_env({"REAPI_PG_HOLD_COMMIT": "SYNC"}).pg_hold_commit == "sync"
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "1"], ["migrate"], ["ledger", "verify"]])

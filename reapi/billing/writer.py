@@ -35,8 +35,8 @@ from typing import Any, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reapi.aio import stop_tasks
-from reapi.billing.ledger import (Op, Release, Settlement, abandoned_releases, abandoned_sql, run_asyncpg,
-                                  run_sync)
+from reapi.billing.ledger import (HoldRequest, Op, Release, Settlement, abandoned_releases, abandoned_sql,
+                                  run_asyncpg, run_sync)
 from reapi.store.db import sqlite_path
 
 log = logging.getLogger("reapi.billing")
@@ -152,34 +152,52 @@ def _lowest_priority() -> None:
 
 class PostgresBatches:
     """Runs batches on PostgreSQL over plain asyncpg connections, one per writer task
-    (no pool checkout, no ping: a broken connection fails its batch and is replaced)."""
+    (no pool checkout, no ping: a broken connection fails its batch and is replaced).
 
-    def __init__(self, dsn: str, instance_id: str | None = None) -> None:
+    With `async_holds` (REAPI_PG_HOLD_COMMIT=async, the default) a batch of nothing but chat holds
+    commits without waiting for its WAL flush (synchronous_commit=off, on connections kept for such
+    batches); every other batch, settlements and releases above all, waits for it. Row locks and
+    visibility are the same either way: no hold can overdraw. What changes is only what a crash of
+    PostgreSQL itself (not of reapi) within the WAL writer's window (3 x wal_writer_delay, 600 ms by
+    default) may lose: holds whose calls were in flight. A lost hold's call then finds no hold to
+    settle and is charged nothing; balances and entries stay consistent (`reapi ledger verify`).
+    The next durable commit flushes every earlier one, so a hold followed by any settlement is
+    durable too."""
+
+    def __init__(self, dsn: str, instance_id: str | None = None, async_holds: bool = False) -> None:
         import asyncpg  # here, so SQLite deployments never load it
 
         self.dsn = dsn
         self.instance_id = instance_id
+        self.async_holds = async_holds
         self._connect = asyncpg.connect
         self._idle: list[Any] = []
+        self._idle_async: list[Any] = []
 
-    async def _conn(self) -> Any:
+    async def _conn(self, durable: bool = True) -> Any:
         # enable_seqscan=off: these connections run only the ledger's few statements, each of
         # which finds its rows by primary or unique key (or, the sweep, by the partial index of
         # pending rows). A plan cached while the tables were empty (and never re-planned where
         # autovacuum is off) scanned the whole usage table in every batch: the bench slowed
         # from 1,600 to 700 req/s within a minute.
-        return self._idle.pop() if self._idle else await self._connect(
-            self.dsn, server_settings={"enable_seqscan": "off"})
+        idle = self._idle if durable else self._idle_async
+        if idle:
+            return idle.pop()
+        settings = {"enable_seqscan": "off"}
+        if not durable:
+            settings["synchronous_commit"] = "off"
+        return await self._connect(self.dsn, server_settings=settings)
 
     async def run(self, ops: list[Op]) -> list[Any]:
-        conn = await self._conn()
+        durable = not self.async_holds or any(type(op) is not HoldRequest for op in ops)
+        conn = await self._conn(durable)
         try:
             async with conn.transaction():
                 results = await run_asyncpg(conn, ops, self.instance_id)
         except BaseException:
             conn.terminate()  # whatever state it is in, do not reuse it
             raise
-        self._idle.append(conn)
+        (self._idle if durable else self._idle_async).append(conn)
         return results
 
     async def fetch(self, sql: str, params: tuple) -> list[tuple]:
@@ -193,8 +211,9 @@ class PostgresBatches:
         return [tuple(r) for r in rows]
 
     async def close(self) -> None:
-        while self._idle:
-            await self._idle.pop().close()
+        for idle in (self._idle, self._idle_async):
+            while idle:
+                await idle.pop().close()
 
 
 def _shard(op: Op) -> int:
@@ -206,8 +225,10 @@ def _shard(op: Op) -> int:
 
 class BillingWriter:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, writers: int | None = None,
-                 instance_id: str | None = None) -> None:
-        """`instance_id`: the serving process's lease id, recorded on every hold it takes."""
+                 instance_id: str | None = None, async_holds: bool = False) -> None:
+        """`instance_id`: the serving process's lease id, recorded on every hold it takes;
+        `async_holds`: PostgreSQL commits hold-only batches without waiting for the WAL flush
+        (see PostgresBatches)."""
         self.engine = engine
         self.max_batch = max_batch
         self.instance_id = instance_id
@@ -217,7 +238,7 @@ class BillingWriter:
             self.sqlite = SQLiteBatches(sqlite_path(engine.url), instance_id)
         elif engine.dialect.name == "postgresql":
             self.postgres = PostgresBatches(engine.url.set(drivername="postgresql").render_as_string(
-                hide_password=False), instance_id)
+                hide_password=False), instance_id, async_holds)
         # SQLite has one writer at a time anyway. PostgreSQL runs a few batches in parallel,
         # one queue per shard of accounts: one account's operations always meet in the same
         # batches instead of spreading over parallel writers' row locks. Each shard keeps

@@ -114,3 +114,40 @@ async def test_a_settlement_writes_its_stored_response_row_in_its_own_batch(stor
     finally:
         await writer.stop()
         await engine.dispose()
+
+
+async def test_postgres_hold_batches_commit_without_waiting_for_the_flush_and_the_rest_wait():
+    """REAPI_PG_HOLD_COMMIT=async: a batch of holds only runs on a synchronous_commit=off connection;
+    a settlement's batch on a durable one. With sync, every batch waits."""
+    from reapi.billing.ledger import HoldRequest, Settlement, verify
+    from reapi.billing.writer import PostgresBatches
+    from reapi.operations.accounts import create_account, create_key
+    from reapi.store.db import create_engine, migrate
+    from tests.harness import create_pg_database, drop_pg_database
+
+    url = await create_pg_database()
+    engine = create_engine(url)
+    try:
+        await asyncio.to_thread(migrate, url)
+        async with engine.begin() as conn:
+            acc = await create_account(conn, "acme", credit_usd="1.00")
+            key = await create_key(conn, acc["id"])
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        for async_holds, hold_mode in ((True, "off"), (False, "on")):
+            batches = PostgresBatches(dsn, "test-instance", async_holds=async_holds)
+            rid = f"req_{hold_mode}"
+            [held] = await batches.run([HoldRequest(rid, acc["id"], key["id"], None, "gpt-5.5", "default", None,
+                                                    False, 1000, lambda _: None)])
+            assert held.ok
+            used = (batches._idle_async or batches._idle)[0]
+            assert await used.fetchval("SHOW synchronous_commit") == hold_mode
+            [charged] = await batches.run([Settlement(rid, acc["id"], key["id"], False, held.amount, 300, 5, 5)])
+            assert charged == 300
+            assert await batches._idle[0].fetchval("SHOW synchronous_commit") == "on"
+            assert len(batches._idle_async) == (1 if async_holds else 0)
+            await batches.close()
+        async with engine.connect() as conn:
+            assert await verify(conn) == []
+    finally:
+        await engine.dispose()
+        await drop_pg_database(url)
