@@ -9,6 +9,7 @@ import csv
 import io
 import re
 
+import orjson
 from sqlalchemy import text
 
 from tests.console.conftest import WebClient
@@ -94,6 +95,8 @@ async def test_edit_a_channel_keeps_or_replaces_its_write_only_key(console, web,
     for path in (f"/admin/console/channels/{cid}", "/admin/console/channels"):
         _, _, body = await ops.get(path)
         assert "sk-replaced-key-7" not in body and UPSTREAM_KEY not in body
+        st, _, body = await ops.get(path, headers={"Accept": "application/json"})  # the page's JSON context
+        assert st == 200 and "sk-replaced-key-7" not in body and "api_key" not in body
     # the operations layer's validation, on the form, naming the field; the typed key is not echoed
     for form, field in (({"base_url": "ftp://nowhere"}, "base_url"), ({"models": ""}, "models"),
                         ({"weight": "-1"}, "weight"), ({"priority": "high"}, "priority"), ({"type": "gopher"}, "type"),
@@ -176,6 +179,10 @@ async def test_account_page_lists_its_recent_calls(console, web):
     assert f"${usage['cost_usd']}" in row and ">ok<" in row
     assert oraw.headers["x-request-id"] not in body  # another account's call is not listed
     assert "No tasks yet." in body
+    st, _, raw_json = await ops.get(f"/admin/console/accounts/{acc['id']}", headers={"Accept": "application/json"})
+    ctx = orjson.loads(raw_json)  # the same context the page shows
+    assert [c["request_id"] for c in ctx["calls"]] == [rid] and ctx["calls"][0]["key"] == f"…{key['key'][-4:]}"
+    assert ctx["tasks"] == [] and key["key"] not in raw_json
     st, _, _ = await ops.get("/admin/console/accounts/999999")
     assert st == 404
 
