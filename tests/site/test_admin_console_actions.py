@@ -84,7 +84,8 @@ async def test_edit_a_channel_keeps_or_replaces_its_write_only_key(console, web,
     await console.admin("POST", f"/admin/accounts/{acc['id']}/credits", {"amount_usd": "5"}, expect=201)
     key = (await console.admin("POST", f"/admin/accounts/{acc['id']}/keys", {"name": "k"}, expect=201))["key"]
     st, _, _ = await console.raw("POST", "/v1/chat/completions", json={
-        "model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {key}"})
+        "model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {key}"})
     assert st == 200
     # a new key replaces it; no page shows either
     st, _, _ = await ops.post(f"/admin/console/channels/{cid}", {
@@ -215,7 +216,8 @@ async def test_account_page_lists_its_recent_tasks(tg):  # noqa: F811
 async def test_codes_filter_used_unused_and_export_csv_masked(console, web):
     ops = await admin_client(console, web)
     await ops.get("/admin/console/codes")  # the session's CSRF token
-    st, _, body = await ops.post("/admin/console/codes", {"amount_usd": "1.50", "count": "3", "note": "=cmd|' /C calc'!A0"})
+    st, _, body = await ops.post("/admin/console/codes", {"amount_usd": "1.50", "count": "3",
+                                                          "note": "=cmd|' /C calc'!A0"})
     assert st == 200, form_error(body) or body[:500]
     codes = CODE.findall(body.split('id="minted-codes">', 1)[1].split("</code>", 1)[0])
     assert len(codes) == 3

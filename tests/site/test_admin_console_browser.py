@@ -9,6 +9,8 @@ import csv
 import io
 import re
 
+from sqlalchemy import text
+
 from tests.harness import UPSTREAM_KEY
 from tests.site.test_admin_console import ADMIN_EMAIL, PASSWORD, make_admin
 
@@ -149,8 +151,6 @@ async def test_every_operator_page_main_action_in_chromium(browser, console, web
     ch = next(c for c in (await console.admin("GET", "/admin/channels"))["data"] if c["name"] == "b-chan-edited")
     assert (ch["weight"], ch["enabled"]) == (4, False)
     async with console.gw.engine.connect() as conn:
-        from sqlalchemy import text
-
         stored = (await conn.execute(text("SELECT api_key FROM channels WHERE id = :c"), {"c": ch["id"]})).scalar_one()
     assert stored == "sk-browser-upstream-1"  # the blank key kept it
     assert "Channel saved." in seen["saved_flash"] and "disabled" in seen["channels"]
@@ -158,7 +158,8 @@ async def test_every_operator_page_main_action_in_chromium(browser, console, web
     price = next(m for m in (await console.admin("GET", "/admin/models"))["data"] if m["model"] == "gpt-5.5")
     assert price["input_usd_per_mtok"] == "4.50"
     assert seen["group_rpm"] == "120"
-    assert next(g for g in (await console.admin("GET", "/admin/groups"))["data"] if g["name"] == "default")["rpm"] == 120
+    groups = (await console.admin("GET", "/admin/groups"))["data"]
+    assert next(g for g in groups if g["name"] == "default")["rpm"] == 120
     assert "Debited the account." in seen["debit_flash"]
     balance = (await console.admin("GET", f"/admin/accounts/{aid}"))["balances"]["chat"]
     assert seen["chat_balance"] == f"${balance}"
