@@ -1,4 +1,4 @@
-"""Balance changes: holds, settlements, releases, credits, and the books' self-check.
+"""Balance changes: holds, settlements, releases, credits, operator debits, and the books' self-check.
 
 An account has one balance per wallet ("chat", "tasks": the wallets table). Money moves
 only in batches (see writer.py), and a batch first LOCKS what it will touch: the wallets'
