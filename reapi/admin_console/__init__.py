@@ -1,13 +1,15 @@
 """The operator console (/admin/console): server-rendered pages on reapi.web for users with the
-admin role: the overview (requests, spend, errors, channels' health), channels (list, add,
+admin role: the overview (requests, spend, errors, channels' health), channels (list, add, edit,
 enable/disable, delete, test probe), models and prices (with the public catalog's fields), accounts (search,
-credit a wallet with a note), keys (list, revoke) and usage by request id.
+credit or debit a wallet with a note, an account's recent calls and tasks), keys (list, revoke), usage by
+request id, groups, and redemption codes (mint, list used/unused, CSV export, masked).
 
 Every page is auth="admin" (a customer's session gets 403, a guest is sent to sign in); every form
 is a POST with the session's CSRF token and calls the same reapi.operations function the admin API
 calls. An upstream key is write-only: it is never read back into a page.
 
-May import: web, operations, store (reads: queries, stats), billing.money, relay.probe, errors.
+May import: web, operations, store (reads: queries, stats), billing.money, reports (csv_line), relay.probe,
+errors.
 Never another wing (api, admin, console, site).
 """
 from __future__ import annotations

@@ -1,13 +1,16 @@
-"""Channels: the list with each one's health, add, enable/disable and the test probe. The upstream
-key is write-only: the form takes it, no page shows it again (queries.channel_row never carries it).
-The base URL is shown: it is the operator's own configuration, as GET /admin/channels shows it."""
+"""Channels: the list with each one's health, add, edit, enable/disable and the test probe. The
+upstream key is write-only: the forms take it (on the edit form a blank key keeps the stored one), no
+page shows it again (queries.channel_row never carries it). The base URL is shown: it is the
+operator's own configuration, as GET /admin/channels shows it."""
 from __future__ import annotations
+
+from typing import get_args
 
 from reapi import operations as ops
 from reapi.admin_console.common import integer, listed, read, write
 from reapi.admin_console.overview import channel_health
 from reapi.errors import GatewayError
-from reapi.operations.inputs import not_found
+from reapi.operations.inputs import ChannelType, not_found
 from reapi.store import queries
 from reapi.web import Request, Response, render, redirect
 
@@ -18,7 +21,8 @@ async def show(req: Request, *, form: dict | None = None, error: str | None = No
     health = {h["id"]: h for h in await channel_health(req, queries.now_ms())}
     channels = [{**ch, "health": health.get(ch["id"])} for ch in rows]
     notice = {"added": "Channel added.", "enabled": "Channel enabled.",
-              "disabled": "Channel disabled.", "deleted": "Channel deleted."}.get(req.query.get("done", ""))
+              "disabled": "Channel disabled.", "deleted": "Channel deleted.",
+              "saved": "Channel saved."}.get(req.query.get("done", ""))
     return render(req, "admin/channels.html", {"title": "Channels", "channels": channels, "error": error,
                                                "notice": notice, "probe": probe, "_form": form or {}},
                   status=status)
@@ -35,6 +39,40 @@ async def create(req: Request) -> Response:
         form = {k: v for k, v in f.items() if k not in ("api_key", "csrf_token")}  # the key is never echoed
         return await show(req, form=form, error=_message(err), status=err.status)
     return redirect("/admin/console/channels?done=added")
+
+
+async def edit(req: Request, *, form: dict | None = None, error: str | None = None, status: int = 200) -> Response:
+    """GET: one channel's edit form, filled from the store (never with its key)."""
+    cid = req.path_params["channel_id"]
+    ch = await read(req, queries.get_channel, cid)
+    if ch is None:
+        raise not_found("Channel", cid)
+    if form is None:
+        form = {"name": ch["name"], "type": ch["type"], "base_url": ch["base_url"], "models": ", ".join(ch["models"]),
+                "groups": ", ".join(ch["groups"]), "priority": str(ch["priority"]), "weight": str(ch["weight"])}
+    return render(req, "admin/channel_edit.html", {"title": f"Channel {cid}", "channel": ch, "error": error,
+                                                   "_form": form, "_types": get_args(ChannelType)}, status=status)
+
+
+async def update(req: Request) -> Response:
+    """POST: save the edit form through ops.update_channel (PATCH /admin/channels/{id}'s function);
+    a blank upstream key keeps the stored one."""
+    f = await req.form()
+    cid = req.path_params["channel_id"]
+    changes = {"name": f.get("name", ""), "type": f.get("type", ""), "base_url": f.get("base_url", ""),
+               "models": listed(f.get("models")), "groups": listed(f.get("groups")) or ["default"],
+               "priority": integer(f.get("priority"), 0), "weight": integer(f.get("weight"), 1)}
+    key = f.get("api_key", "")
+    if key:
+        changes["api_key"] = key
+    try:
+        await write(req, ops.update_channel, cid, **changes)
+    except GatewayError as err:
+        form = {k: v for k, v in f.items() if k not in ("api_key", "csrf_token")}  # the key is never echoed
+        if err.status == 404:
+            raise
+        return await edit(req, form=form, error=_message(err), status=err.status)
+    return redirect("/admin/console/channels?done=saved")
 
 
 async def set_enabled(req: Request) -> Response:

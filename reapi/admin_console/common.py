@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from reapi.errors import GatewayError
 from reapi.web import Request
 
 
@@ -40,3 +41,9 @@ def integer(raw: str | None, default: int | None = None) -> int | None:
         return int(raw)
     except ValueError:
         return raw  # type: ignore[return-value]
+
+
+def named(err: GatewayError) -> str:
+    """An operation's error for a form: its message, led by the field it names when it does not say it."""
+    param = getattr(err, "param", None)
+    return f"{param}: {err.message}" if param and param not in err.message else err.message

@@ -1,4 +1,4 @@
-"""Balance changes: holds, settlements, releases, credits, and the books' self-check.
+"""Balance changes: holds, settlements, releases, credits, operator debits, and the books' self-check.
 
 An account has one balance per wallet ("chat", "tasks": the wallets table). Money moves
 only in batches (see writer.py), and a batch first LOCKS what it will touch: the wallets'
@@ -156,6 +156,17 @@ class Credit:
 
 
 @dataclass(slots=True)
+class Debit:
+    """Take `amount_nano` (> 0) from one wallet as an `adjustment` entry (an operator's correction),
+    all or nothing and never below zero: the result is a HoldResult (refused "no_account",
+    "invalid_amount" or "insufficient_balance" without moving anything)."""
+    account_id: int
+    amount_nano: int
+    note: str | None = None
+    wallet: str = CHAT
+
+
+@dataclass(slots=True)
 class TaskHold:
     """Hold `amount_nano` of `wallet` for `ref` (e.g. "task_..."), all or nothing: the result is a
     HoldResult, refused ("insufficient_balance", "no_account", "duplicate_ref") without
@@ -180,7 +191,7 @@ class ReleaseHold:
     ref: str
 
 
-Op = Union[HoldRequest, Settlement, Release, Credit, TaskHold, Capture, ReleaseHold]
+Op = Union[HoldRequest, Settlement, Release, Credit, Debit, TaskHold, Capture, ReleaseHold]
 GENERIC = (TaskHold, Capture, ReleaseHold)
 _GENERIC_TYPES = frozenset(GENERIC)
 
@@ -371,7 +382,7 @@ class Tx:
                 closing.add(op.request_id)
                 if op.key_limited:
                     keys.add(op.key_id)
-            elif t is Credit or t is TaskHold:
+            elif t is Credit or t is Debit or t is TaskHold:
                 pairs.add((op.account_id, op.wallet))
             else:  # Capture, ReleaseHold: the wallet of the hold they close, if it exists
                 hold = known.get(op.ref)
@@ -511,6 +522,20 @@ def _credit(tx: Tx, c: Credit, ts: int) -> int | None:
     return tx.balances[wallet]
 
 
+def _debit(tx: Tx, d: Debit, ts: int) -> HoldResult:
+    wallet = (d.account_id, d.wallet)
+    balance = tx.balances.get(wallet)
+    if balance is None:
+        return HoldResult(False, refusal="no_account")
+    if type(d.amount_nano) is not int or d.amount_nano <= 0:
+        return HoldResult(False, balance_after=balance, refusal="invalid_amount")
+    if d.amount_nano > balance:
+        return HoldResult(False, balance_after=balance, refusal="insufficient_balance")
+    tx.move(wallet, -d.amount_nano)
+    tx.ledger(wallet, "adjustment", -d.amount_nano, None, d.note, ts)
+    return HoldResult(True, amount=d.amount_nano, balance_after=tx.balances[wallet])
+
+
 def _task_hold(tx: Tx, t: TaskHold, ts: int) -> HoldResult:
     wallet = (t.account_id, t.wallet)
     balance = tx.balances.get(wallet)
@@ -556,7 +581,8 @@ def _release_hold(tx: Tx, r: ReleaseHold, ts: int) -> bool:
     return _close_hold(tx, r.ref, None, ts) is not None
 
 
-_APPLY = {HoldRequest: _hold, Settlement: _settle, Release: _release, Credit: _credit, TaskHold: _task_hold,
+_APPLY = {HoldRequest: _hold, Settlement: _settle, Release: _release, Credit: _credit, Debit: _debit,
+          TaskHold: _task_hold,
           Capture: _capture, ReleaseHold: _release_hold}
 
 

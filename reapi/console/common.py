@@ -1,6 +1,7 @@
 """What the console's pages share: the gateway, store transactions, signing a browser in."""
 from __future__ import annotations
 
+import re
 from typing import Any, Awaitable, Callable
 
 from reapi.web import Request
@@ -38,9 +39,13 @@ async def sign_in_browser(req: Request, user_id: int) -> None:
                                   secure=req.secure_cookies()))
 
 
+_NEXT = re.compile(r"/(?:admin/)?console(?:[/?#][\x21-\x7e]*)?")  # /console… or /admin/console…, visible ASCII
+
+
 def safe_next(raw: str | None) -> str:
-    """Where to go after sign-in: a console path only (never another site)."""
-    if raw and raw.startswith("/console") and "//" not in raw and "\\" not in raw and len(raw) < 500:
+    """Where to go after sign-in: a path of this site's console or operator console only (never
+    another site: no "//", no backslash, no "..", no scheme, no control character or space)."""
+    if raw and len(raw) < 500 and _NEXT.fullmatch(raw) and not any(p in raw for p in ("//", "\\", "..")):
         return raw
     return "/console"
 

@@ -11,11 +11,11 @@ May import: billing, store, errors, settings, the adapter registry; task_models.
 reapi.tasks.params (the schema check, imported when a task model is set: not at start-up), and
 accounts.py reapi.webhooks.target (a tasks key's default webhook URL, imported when one is given). Never api/, admin/, proxy/ or cli.
 """
-from reapi.operations.accounts import account, add_credit, create_account, create_key, revoke_key
+from reapi.operations.accounts import account, add_credit, create_account, create_key, debit, revoke_key
 from reapi.operations.channels import create_channel, delete_channel, update_channel
 from reapi.operations.groups import set_group
 from reapi.operations.prices import model_view, price_row, price_view, set_price
 
-__all__ = ["account", "add_credit", "create_account", "create_key", "revoke_key", "create_channel",
+__all__ = ["account", "add_credit", "create_account", "create_key", "debit", "revoke_key", "create_channel",
            "delete_channel", "update_channel", "set_group", "model_view", "price_row", "price_view",
            "set_price"]

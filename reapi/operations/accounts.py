@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reapi.billing.ledger import Credit
+from reapi.billing.ledger import Credit, Debit
 from reapi.billing.ledger import run as ledger_run
 from reapi.billing.money import MAX_NANO, format_usd
 from reapi.errors import bad_request
@@ -58,6 +58,25 @@ async def add_credit(conn: AsyncConnection, account_id: int, amount_usd: str | i
         raise not_found("Account", account_id)
     return {"account_id": account_id, "wallet": spec.wallet, "amount_nano": amount, "balance_nano": new,
             "note": spec.note}
+
+
+async def debit(conn: AsyncConnection, account_id: int, amount_usd: str | int, *, wallet: str = "chat",
+                note: str | None = None) -> dict:
+    """Take money from one wallet (amount > 0): a ledger `adjustment` of -amount, never taking the
+    balance below zero (the ledger's batch decides on the locked balance); returns {amount_nano,
+    balance_nano} of that wallet. Raises 400 for a bad amount or one above the balance, 404 for no
+    account."""
+    spec = checked(CreditIn, amount_usd=amount_usd, wallet=wallet, note=note)
+    amount = money.usd(spec.amount_usd, "amount_usd")
+    done = await ledger_run(conn, Debit(account_id, amount, spec.note, wallet=spec.wallet))
+    if done.refusal == "no_account":
+        raise not_found("Account", account_id)
+    if not done.ok:
+        raise bad_request(f"amount_usd is more than the {spec.wallet} wallet holds "
+                          f"({format_usd(done.balance_after)}); a debit never takes a balance below zero.",
+                          param="amount_usd")
+    return {"account_id": account_id, "wallet": spec.wallet, "amount_nano": amount,
+            "balance_nano": done.balance_after, "note": spec.note}
 
 
 async def create_key(conn: AsyncConnection, account_id: int, *, name: str = "default", workspace: str = "chat",

@@ -64,8 +64,10 @@ async def create_codes(conn: AsyncConnection, amount_usd: str | int, count: int,
             "count": len(m.codes), "wallet": m.wallet, "expires_at": m.expires_at, "note": m.note}
 
 
-async def list_codes(conn: AsyncConnection, limit: int = 100, before_id: int | None = None) -> list[dict]:
-    return await codes.list_codes(conn, limit, before_id)
+async def list_codes(conn: AsyncConnection, limit: int = 100, before_id: int | None = None,
+                     redeemed: bool | None = None) -> list[dict]:
+    """Codes newest first, masked; `redeemed` True/False: only the used/unused ones."""
+    return await codes.list_codes(conn, limit, before_id, redeemed)
 
 
 async def redeem_code(conn: AsyncConnection, account_id: int, code: str) -> codes.Redeemed:

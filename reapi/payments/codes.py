@@ -97,12 +97,16 @@ async def mint(conn: AsyncConnection, amount_nano: int, count: int, wallet: str,
     return Minted(batch, codes, amount_nano, wallet, expires_at, note)
 
 
-async def list_codes(conn: AsyncConnection, limit: int, before_id: int | None = None) -> list[dict]:
-    """Codes newest first, without their hash (masked: the last 4 characters only)."""
+async def list_codes(conn: AsyncConnection, limit: int, before_id: int | None = None,
+                     redeemed: bool | None = None) -> list[dict]:
+    """Codes newest first, without their hash (masked: the last 4 characters only); `redeemed`:
+    only the used (True) or the unused (False) ones."""
     q = select(RC.c.id, RC.c.last4, RC.c.batch, RC.c.amount_nano, RC.c.wallet, RC.c.note, RC.c.created_at,
                RC.c.expires_at, RC.c.redeemed_at, RC.c.redeemed_by)
     if before_id is not None:
         q = q.where(RC.c.id < before_id)
+    if redeemed is not None:
+        q = q.where(RC.c.redeemed_at.is_not(None) if redeemed else RC.c.redeemed_at.is_(None))
     return [dict(r) for r in (await conn.execute(q.order_by(RC.c.id.desc()).limit(limit))).mappings()]
 
 

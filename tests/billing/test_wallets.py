@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 
-from reapi.billing.ledger import (Capture, Credit, HoldRequest, ReleaseHold, Settlement, TaskHold, Tx,
+from reapi.billing.ledger import (Capture, Credit, Debit, HoldRequest, ReleaseHold, Settlement, TaskHold, Tx,
                                   run_asyncpg)
 from reapi.store import queries
 from tests.billing.test_money_values import BALANCE, Books
@@ -98,6 +98,31 @@ async def test_concurrent_task_holds_never_overdraw_and_closes_race_to_one(books
     released = closes[1::2]
     assert all((c is not None) != r for c, r in zip(closes[0::2], released))
     assert (await balances(books))["tasks"] == 10_000 - 100 * len(captured)
+    assert await books.verify() == []
+
+
+async def test_debits_race_holds_and_never_overdraw(books):
+    """An operator's Debit is decided on the locked balance in the batch, like a hold: concurrent
+    debits and task holds of one wallet never take it below zero; each debit is one `adjustment`."""
+    submit = books.writer.submit
+    await submit(Credit(books.account, 10_000, wallet="tasks"))
+    ops = [Debit(books.account, 700, "correction", wallet="tasks") if i % 2 else
+           TaskHold(f"d{i}", books.account, "tasks", 700) for i in range(30)]
+    results = await asyncio.gather(*(submit(op) for op in ops))
+    assert sum(r.ok for r in results) == 14  # 14 * 700 = 9,800 of 10,000
+    assert all(r.refusal == "insufficient_balance" and r.balance_after < 700 for r in results if not r.ok)
+    assert (await balances(books))["tasks"] == 200
+    for bad in (Debit(books.account, 201, wallet="tasks"), Debit(books.account, 0, wallet="tasks"),
+                Debit(books.account, -5, wallet="tasks"), Debit(books.account, 1, wallet="nope")):
+        r = await submit(bad)
+        assert not r.ok and r.refusal in ("insufficient_balance", "invalid_amount", "no_account"), bad
+    whole = await submit(Debit(books.account, 200, "all of it", wallet="tasks"))
+    assert whole.ok and whole.balance_after == 0
+    async with books.engine.connect() as conn:
+        entries = [e for e in await queries.list_ledger(conn, books.account, 100, None) if e["kind"] == "adjustment"]
+    debits = sum(1 for op, r in zip(ops, results) if type(op) is Debit and r.ok)
+    assert len(entries) == debits + 1 and all(e["amount_nano"] in (-700, -200) and e["wallet"] == "tasks"
+                                              and e["request_id"] is None for e in entries)
     assert await books.verify() == []
 
 

@@ -13,7 +13,8 @@ from tests.harness import UPSTREAM_KEY
 
 ADMIN_EMAIL, PASSWORD = "ops@example.com", "correct horse"
 PAGES = ("/admin/console", "/admin/console/channels", "/admin/console/models", "/admin/console/accounts",
-         "/admin/console/usage", "/admin/console/accounts/1/keys")
+         "/admin/console/usage", "/admin/console/accounts/1/keys", "/admin/console/channels/1",
+         "/admin/console/accounts/1", "/admin/console/codes?status=unused")
 
 
 class Labels(HTMLParser):
