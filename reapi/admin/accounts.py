@@ -1,4 +1,4 @@
-"""/admin/accounts: accounts, their wallets' top-ups, usage records and ledger."""
+"""/admin/accounts: accounts, their wallets' top-ups and debits, usage records and ledger."""
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -54,6 +54,14 @@ async def add_credit(gw: Gw, account_id: Id, body: CreditIn) -> dict:
                     reload=False)
     return {"account_id": account_id, "wallet": c["wallet"], "amount_usd": format_usd(c["amount_nano"]),
             "balance_usd": format_usd(c["balance_nano"]), "note": c["note"]}
+
+
+@router.post("/{account_id}/debits", status_code=201)
+async def debit(gw: Gw, account_id: Id, body: CreditIn) -> dict:
+    """An operator's correction: take money from one wallet (a ledger `adjustment`), never below zero."""
+    d = await write(gw, ops.debit, account_id, body.amount_usd, wallet=body.wallet, note=body.note, reload=False)
+    return {"account_id": account_id, "wallet": d["wallet"], "amount_usd": format_usd(d["amount_nano"]),
+            "balance_usd": format_usd(d["balance_nano"]), "note": d["note"]}
 
 
 @router.get("/{account_id}/usage")

@@ -48,3 +48,21 @@ async def test_wallets_keys_and_balances(gw, upstream):
     acc = await gw.admin("GET", f"/admin/accounts/{aid}", expect=200)
     assert acc["balances"]["tasks"] == "3.00" and acc["balance_usd"] == acc["balances"]["chat"] != "12.50"
     assert await gw.verify() == []
+
+
+async def test_admin_debit_is_an_adjustment_and_never_overdraws(gw, upstream):
+    s = await gw.setup(upstream, balance="5.00")
+    aid = s["account_id"]
+    d = await gw.admin("POST", f"/admin/accounts/{aid}/debits", {"amount_usd": "1.25", "note": "refund reversal"},
+                       expect=201)
+    assert (d["wallet"], d["amount_usd"], d["balance_usd"], d["note"]) == ("chat", "1.25", "3.75", "refund reversal")
+    err = await gw.admin("POST", f"/admin/accounts/{aid}/debits", {"amount_usd": "3.76"}, expect=400)
+    assert err["error"]["param"] == "amount_usd"
+    for bad in ({"amount_usd": "0"}, {"amount_usd": "-1"}, {"amount_usd": "1", "wallet": "gold"}):
+        await gw.admin("POST", f"/admin/accounts/{aid}/debits", bad, expect=400)
+    await gw.admin("POST", "/admin/accounts/999999/debits", {"amount_usd": "1"}, expect=404)
+    await gw.admin("POST", f"/admin/accounts/{aid}/debits", {"amount_usd": "3.75", "wallet": "chat"}, expect=201)
+    assert await gw.balance(aid) == "0.00"
+    entries = (await gw.admin("GET", f"/admin/accounts/{aid}/ledger"))["data"]
+    assert sorted(e["amount_usd"] for e in entries if e["kind"] == "adjustment") == ["-1.25", "-3.75"]
+    assert await gw.verify() == []
