@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reapi.billing import vocab
@@ -293,14 +294,24 @@ async def count_prompt_async(body: dict, family: str = "openai") -> int:
     return await _count_async(_tally_body, body, family)
 
 
+# Large prompts are counted on ONE thread, one after another. The tokenizer holds the GIL while it
+# counts a slice (~64K characters, a few ms), so the event loop gets it back between slices; with one
+# counting thread per prompt (asyncio.to_thread) ten 1M-token prompts meant ten threads taking turns
+# with the loop, which then waited up to ~280 ms for its turn. Serialized, the loop waits one slice.
+_counter: ThreadPoolExecutor | None = None
+
+
 async def _count_async(tally_of, body: Any, family: str) -> int:
     """`tally_of(body)` counted for the event loop: the vocabulary loaded (and a large tally counted)
-    in a thread, then the family's margin."""
+    on the counting thread, then the family's margin."""
+    global _counter
     if not vocab.loaded():
         await asyncio.to_thread(warm)
     tally = tally_of(body)
     if tally.chars() > ASYNC_THRESHOLD_CHARS:
-        return _apply_family(await asyncio.to_thread(tally.count), family)
+        if _counter is None:
+            _counter = ThreadPoolExecutor(1, thread_name_prefix="reapi-tokens")
+        return _apply_family(await asyncio.get_running_loop().run_in_executor(_counter, tally.count), family)
     return _apply_family(tally.count(), family)
 
 
