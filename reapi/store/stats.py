@@ -30,17 +30,16 @@ async def requests_since(conn: AsyncConnection, account_id: int, since_ms: int) 
                                .where(U.c.account_id == account_id, U.c.created_at >= since_ms))).scalar_one()
 
 
+ERROR = U.c.status.in_(("failed", "expired"))  # a call that was released, not one still in flight
+
 
 async def overview_by_channel(conn: AsyncConnection, since_ms: int) -> dict[int, tuple[int, int]]:
     """channel id -> (requests, errors) since `since_ms`."""
-    errors = func.sum(case((U.c.status != "ok", 1), else_=0))
+    errors = func.sum(case((ERROR, 1), else_=0))
     rows = await conn.execute(select(U.c.channel_id, func.count(), errors)
                               .where(U.c.created_at >= since_ms, U.c.channel_id.is_not(None))
                               .group_by(U.c.channel_id))
     return {int(c): (int(n), int(e or 0)) for c, n, e in rows}
-
-
-ERROR = U.c.status.in_(("failed", "expired"))  # a call that was released, not one still in flight
 
 
 async def overview_series(conn: AsyncConnection, since_ms: int, bucket_ms: int,
