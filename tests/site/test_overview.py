@@ -212,3 +212,50 @@ async def test_the_last_ledger_check_is_kept_in_the_store_for_every_instance(sto
     finally:
         await b.stop()
         await a.stop()
+
+
+def overview_in_chromium(b, base: str) -> dict:
+    ctx = b.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    seen: dict = {}
+    try:
+        page.goto(base + "/login")
+        page.get_by_label("E-mail").fill(ADMIN)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(base + "/console")
+        page.goto(base + "/admin/console")
+        seen["never"] = page.locator("#ledger-never").is_visible()
+        chart = page.locator("#chart-model-requests svg")
+        box = chart.bounding_box()
+        seen["chart_size"] = (box["width"], box["height"]) if box else (0, 0)
+        seen["chart_name"] = page.get_by_role("img", name=re.compile("Requests per 1 h by model")).count()
+        seen["bars"] = page.locator("#chart-model-requests svg rect").count()
+        page.get_by_role("link", name="7 days").click()
+        page.wait_for_url(base + "/admin/console?window=7d")
+        seen["heading_7d"] = page.locator("#traffic h2").inner_text()
+        page.get_by_role("button", name="Verify the ledger now").click()
+        page.wait_for_load_state()
+        seen["status"] = page.locator("#ledger-status").inner_text()
+        page.goto(base + "/admin/console")  # a plain visit shows the kept result and when it ran
+        seen["kept"] = page.locator("#ledger-status").inner_text()
+        seen["ran_at"] = page.locator("#ledger-ran-at").get_attribute("datetime")
+    finally:
+        ctx.close()
+    return seen
+
+
+async def test_the_overview_in_chromium(browser, console, upstream):
+    gw = console
+    await gw.admin("POST", "/admin/users", {"email": ADMIN, "password": PASSWORD, "admin": True}, expect=201)
+    acc = await gw.admin("POST", "/admin/accounts", {"name": "callers"}, expect=201)
+    await gw.admin("POST", f"/admin/accounts/{acc['id']}/credits", {"amount_usd": "5"}, expect=201)
+    key = (await gw.admin("POST", f"/admin/accounts/{acc['id']}/keys", {"name": "k"}, expect=201))["key"]
+    assert await chat(gw, key, "hi") == 200
+    seen = await browser.run(overview_in_chromium, gw.url)
+    assert seen["never"] is True
+    assert seen["chart_size"][0] > 200 and seen["chart_size"][1] > 50, seen
+    assert seen["chart_name"] == 1 and seen["bars"] == 1  # one call: one bar, named by its aria-label
+    assert seen["heading_7d"] == "Traffic, last 7 days"
+    assert seen["status"].startswith("ledger ok") and seen["kept"].startswith("ledger ok")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", seen["ran_at"])
