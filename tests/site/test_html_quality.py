@@ -29,7 +29,7 @@ BUTTONS = ("hidden", "submit", "button", "reset", "image")
 
 
 class Page(HTMLParser):
-    """Tables (id, rows with a <td>), <pre><code> blocks, headings, links, form controls and labels."""
+    """Tables (id, rows with a <td>; an empty-state row, one <td colspan>, is not an item), <pre><code> blocks, headings, links, form controls and labels."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,7 +41,7 @@ class Page(HTMLParser):
         self.label_for: set[str] = set()
         self.ids: list[str] = []
         self._table: list[dict] = []
-        self._row_has_td = False
+        self._row: list[bool] = []  # the current row's cells: has colspan
         self._pre = 0
         self._code: dict | None = None
         self._label_depth = 0
@@ -54,10 +54,9 @@ class Page(HTMLParser):
             self._table.append({"id": a.get("id", ""), "rows": 0})
             self.tables.append(self._table[-1])
         elif tag == "tr":
-            self._row_has_td = False
-        elif tag == "td" and self._table and not self._row_has_td:
-            self._row_has_td = True
-            self._table[-1]["rows"] += 1
+            self._row = []
+        elif tag == "td" and self._table:
+            self._row.append("colspan" in a)
         elif tag == "pre":
             self._pre += 1
         elif tag == "code" and self._pre:
@@ -77,6 +76,8 @@ class Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "table" and self._table:
             self._table.pop()
+        elif tag == "tr" and self._table and self._row and self._row != [True]:
+            self._table[-1]["rows"] += 1
         elif tag == "pre":
             self._pre -= 1
         elif tag == "code" and self._code is not None:
@@ -240,3 +241,5 @@ def test_the_checks_fail_on_bad_html():
     t = parse("<table id='t'><thead><tr><th>h</th></tr></thead><tbody><tr><td>1</td></tr><tr><td>2</td></tr>"
               "</tbody></table><pre><code class='sample'>curl</code></pre><code>inline</code>")
     assert t.rows("t") == 2 and [b["text"] for b in t.blocks] == ["curl"]
+    empty = parse("<table id='e'><tbody><tr><td colspan='3'>Nothing yet.</td></tr></tbody></table>")
+    assert empty.rows("e") == 0
