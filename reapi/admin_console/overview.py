@@ -22,6 +22,7 @@ from reapi.web.charts import PALETTE, stacked_bars
 HOUR_MS = 3_600_000
 VERIFY_SECONDS = 30  # the on-demand ledger check gives up after this long
 SHOWN_PROBLEMS = 50
+PROBLEM_CHARS = 500  # each kept problem line at most this long
 TOP = len(PALETTE) - 1  # series drawn apart in a chart; the rest together as "other"
 # window -> (label, length, chart bucket)
 WINDOWS = {"24h": ("24 h", 24 * HOUR_MS, HOUR_MS), "7d": ("7 days", 7 * 24 * HOUR_MS, 6 * HOUR_MS)}
@@ -164,7 +165,7 @@ async def verify_ledger(req: Request) -> Response:
     user_id = req.user["id"] if req.user else None  # type: ignore[index]
     await write(req, stats.save_ledger_check, ran_at=queries.now_ms(), ok=not problems and not timed_out,
                 timed_out=timed_out, problem_count=len(problems),
-                problems=orjson.dumps(problems[:SHOWN_PROBLEMS]).decode(), duration_ms=took_ms, user_id=user_id,
+                problems=orjson.dumps([p[:PROBLEM_CHARS] for p in problems[:SHOWN_PROBLEMS]]).decode(), duration_ms=took_ms, user_id=user_id,
                 reload=False)
     return await show(req)
 

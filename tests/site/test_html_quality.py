@@ -29,7 +29,8 @@ BUTTONS = ("hidden", "submit", "button", "reset", "image")
 
 
 class Page(HTMLParser):
-    """Tables (id, rows with a <td>; an empty-state row, one <td colspan>, is not an item), <pre><code> blocks, headings, links, form controls and labels."""
+    """Tables (id, rows with a <td>; an empty-state row, one <td colspan>, is not an item), <pre><code>
+    blocks, headings, links, form controls and labels."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -234,7 +235,8 @@ def test_the_checks_fail_on_bad_html():
                 '<input type="hidden" name="csrf_token"><input name="n" aria-label="N"><p id="d"></p><p id="d"></p>')
     found = a11y_problems(bad)
     assert "control email has no <label for> or aria-label" in found
-    assert "control q has no <label for> or aria-label" in found and "control s has no <label for> or aria-label" in found
+    for name in ("q", "s"):
+        assert f"control {name} has no <label for> or aria-label" in found
     assert not any(("control x " in f) or ("control n " in f) or "csrf_token" in f for f in found)
     assert "2 h1 elements" in found and "h1 -> h3 skips a level" in found and "repeated ids ['d']" in found
     assert a11y_problems(parse('<h1>A</h1><label>E <input name="e"></label>'), wrapped_ok=True) == []

@@ -123,7 +123,8 @@ async def test_traffic_and_tasks_per_model_channel_and_window(tg):  # noqa: F811
     assert (await tg.wait(ids["failed"]))["status"] == "failed"
     # one call two days old: in the 7-day window only; one 8 days old: in neither
     async with gw.gw.engine.begin() as conn:
-        rids = (await conn.execute(text("SELECT request_id FROM usage WHERE status = 'ok' ORDER BY id"))).scalars().all()
+        rids = (await conn.execute(text("SELECT request_id FROM usage WHERE status = 'ok' ORDER BY id"))
+                ).scalars().all()
         for rid, days in ((rids[0], 2), (rids[1], 8)):
             await conn.execute(text("UPDATE usage SET created_at = created_at - :d, settled_at = settled_at - :d "
                                     "WHERE request_id = :r"), {"d": days * DAY_MS, "r": rid})
