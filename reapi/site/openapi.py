@@ -1,9 +1,12 @@
 """The public API's OpenAPI 3.1 document (GET /openapi.json): chat completions (its body schema
-built from the validator's rules), models, responses and messages. The admin API's own document
+built from the validator's rules), models, responses and messages, and the task gateway under
+/api/v1 (reapi.site.openapi_tasks, from the task wing's own tables). The admin API's own document
 is at /admin/openapi.json."""
 from __future__ import annotations
 
 from reapi.api.validation import parameter_rules
+from reapi.catalog import TaskModel
+from reapi.site import openapi_tasks
 
 _JSON_TYPES = {"string": "string", "number": "number", "integer": "integer", "boolean": "boolean",
                "object": "object", "array": "array"}
@@ -39,21 +42,27 @@ def _error() -> dict:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def document(base: str, models: list[str]) -> dict:
+def document(base: str, models: list[str], task_models: list[TaskModel] = ()) -> dict:
     errors = {str(s): _error() for s in (400, 401, 402, 403, 404, 429, 502, 504)}
     free = {"type": "object", "additionalProperties": True}
     return {
         "openapi": "3.1.0",
         "info": {"title": "reapi public API", "version": "1",
-                 "description": "OpenAI-compatible chat, models and responses; Anthropic-compatible messages."},
+                 "description": "OpenAI-compatible chat, models and responses; Anthropic-compatible messages; "
+                                "the async task gateway (image, video, audio) under /api/v1 with its own "
+                                "rk_live_ keys and its error envelope {\"error\": {\"code\", \"message\", "
+                                "\"request_id\"}}."},
         "servers": [{"url": base}],
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": f"A key from {base}/console/keys"}},
+                                           "description": f"A chat key (sk-...) from {base}/console/keys"},
+                                "taskKey": {"type": "http", "scheme": "bearer",
+                                            "description": f"A tasks key (rk_live_...) from {base}/console/keys"}},
             "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                 "message": {"type": "string"}, "type": {"type": "string"},
-                "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}}},
+                "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+                **openapi_tasks.schemas()}},
         "paths": {
             "/v1/chat/completions": {"post": {
                 "summary": "Create a chat completion (stream with `stream: true`)", "operationId": "createChat",
@@ -90,5 +99,6 @@ def document(base: str, models: list[str]) -> dict:
                                  "security": [],
                                  "responses": {"200": {"description": "The rate card",
                                                        "content": {"application/json": {"schema": free}}}}}},
+            **openapi_tasks.paths(list(task_models)),
         },
     }

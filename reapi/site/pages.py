@@ -121,5 +121,6 @@ async def llms_txt(req: Request) -> Response:
 async def openapi(req: Request) -> Response:
     from reapi.site.openapi import document
 
-    return Response(200, orjson.dumps(document(req.origin(), [e.name for e in entries(_snap(req))])),
-                    "application/json")
+    snap = _snap(req)
+    doc = document(req.origin(), [e.name for e in entries(snap)], [t.model for t in task_entries(snap)])
+    return Response(200, orjson.dumps(doc), "application/json")

@@ -126,6 +126,8 @@ usage = Table(
     # migration 0003. A pending hold whose instance's lease ran out is abandoned.
     Column("instance_id", String(32), nullable=True),
     Index("ix_usage_account_created", "account_id", "created_at"),
+    # The operator overview reads every account's calls of the last 24 h / 7 days (migration 0013).
+    Index("ix_usage_created", "created_at"),
     # The sweeper's only query reads pending rows, and only those: this partial index holds
     # just the calls in flight (migration 0002).
     Index("ix_usage_pending", "created_at", sqlite_where=text("status = 'pending'"),
@@ -243,6 +245,20 @@ meta = Table(
     "meta", metadata,
     Column("key", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# The last on-demand ledger check of the operator console (migration 0013): one row (id 1), replaced by
+# every check, so each instance shows the same status and when it ran.
+ledger_checks = Table(
+    "ledger_checks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("ran_at", BigInteger, nullable=False),  # ms, when the check ended
+    Column("ok", Boolean, nullable=False),
+    Column("timed_out", Boolean, nullable=False),
+    Column("problem_count", Integer, nullable=False),
+    Column("problems", Text, nullable=False),  # JSON list of the first problems (at most 50)
+    Column("duration_ms", Integer, nullable=False),
+    Column("user_id", Integer, nullable=True),  # the operator who ran it
 )
 
 # Redemption codes (migration 0010): minted in batches by operators, each credits one wallet once,

@@ -34,13 +34,13 @@ from reapi.tasks import lifecycle, queries
 from reapi.tasks.errors import TaskError, invalid, missing
 from reapi.tasks.ids import is_task_id
 from reapi.tasks.params import validate
+from reapi.tasks.paths import PREFIX, SUBMIT_ENDPOINTS, TASK_ROUTES
 from reapi.tasks.pricing import cost_nano, quantity
 
 log = logging.getLogger("reapi.tasks")
 
 BODY_MAX = 1 << 20  # media are URLs, so 1 MiB is plenty for any submit body
-ENDPOINTS = {"/api/v1/images/generations": "images", "/api/v1/videos/generations": "videos",
-             "/api/v1/audio/generations": "audio"}
+ENDPOINTS = {f"{PREFIX}/{e}/generations": e for e in SUBMIT_ENDPOINTS}
 OUR_FIELDS = ("webhook_url",)  # ours, never sent upstream
 IDEMPOTENCY_MAX = 255
 
@@ -93,28 +93,16 @@ def build_tasks_api(gw) -> Callable[[dict, Any, Any], Awaitable[None]]:
 
 
 async def route(ctx: Ctx) -> tuple[int, Any]:
+    """Dispatch from reapi.tasks.paths.TASK_ROUTES (exact paths first, then the {id} templates)."""
     method, path = ctx.scope["method"], ctx.scope["path"]
+    fn = _EXACT.get((method, _ALIASES.get(path, path)))
+    if fn is not None:
+        return 200, await fn(ctx)
     if path in ENDPOINTS:
-        if method != "POST":
-            raise TaskError(20006, f"Use POST for {path}.", status=405)
-        return 200, await submit(ctx, ENDPOINTS[path])
-    if path == "/api/v1/quote" and method == "POST":
-        return 200, await quote(ctx)
-    if path == "/api/v1/webhooks/secret/rotate" and method == "POST":
-        return 200, await webhook_secret(ctx, rotate=True)
-    if method == "GET":
-        if path.startswith("/api/v1/tasks/") and path.endswith("/deliveries"):
-            return 200, await deliveries(ctx, path[len("/api/v1/tasks/"):-len("/deliveries")])
-        if path == "/api/v1/webhooks/secret":
-            return 200, await webhook_secret(ctx, rotate=False)
-        if path.startswith("/api/v1/tasks/"):
-            return 200, await get_task(ctx, path[len("/api/v1/tasks/"):])
-        if path in ("/api/v1/tasks", "/api/v1/tasks/"):
-            return 200, await list_tasks(ctx)
-        if path == "/api/v1/models":
-            return 200, await list_models(ctx)
-        if path == "/api/v1/balance":
-            return 200, await balance(ctx)
+        raise TaskError(20006, f"Use POST for {path}.", status=405)
+    for m, prefix, suffix, handler in _TEMPLATED:
+        if method == m and path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix) + len(suffix):
+            return 200, await handler(ctx, path[len(prefix):len(path) - len(suffix)])
     raise TaskError(20006, f"Unknown route {method} {path}.")
 
 
@@ -381,3 +369,18 @@ async def balance(ctx: Ctx) -> dict:
     async with ctx.gw.engine.connect() as conn:
         nano = (await store_queries.balances(conn, key.account_id)).get("tasks", 0)
     return {"object": "balance", "credits": format_credits(nano), "usd": format_usd(nano)}
+
+
+# --- the route table --------------------------------------------------------------------------
+
+_HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "submit": lambda ctx: submit(ctx, ENDPOINTS[ctx.scope["path"]]), "quote": quote, "list_tasks": list_tasks,
+    "get_task": get_task, "deliveries": deliveries, "list_models": list_models, "balance": balance,
+    "webhook_secret": lambda ctx: webhook_secret(ctx, rotate=False),
+    "rotate_secret": lambda ctx: webhook_secret(ctx, rotate=True)}
+assert set(_HANDLERS) == {r.handler for r in TASK_ROUTES}, "every handler has its row in TASK_ROUTES"
+_EXACT = {(r.method, r.path): _HANDLERS[r.handler] for r in TASK_ROUTES if "{" not in r.path}
+_ALIASES = {f"{PREFIX}/tasks/": f"{PREFIX}/tasks"}
+# (method, prefix, suffix, handler(ctx, id)), the longest suffix first: /tasks/{id}/deliveries before /tasks/{id}
+_TEMPLATED = sorted(((r.method, *r.path.split("{id}"), _HANDLERS[r.handler]) for r in TASK_ROUTES if "{id}" in r.path),
+                    key=lambda t: -len(t[2]))

@@ -21,3 +21,14 @@ def new_task_id(now_ms: int | None = None) -> str:
 
 def is_task_id(value: str) -> bool:
     return TASK_ID.fullmatch(value) is not None
+
+
+def first_id_at(ms: int) -> str:
+    """The smallest task id made at or after `ms`: ids sort by time, so `id >= first_id_at(t)` is a
+    range scan of the primary key for the tasks created since t."""
+    n = max(ms, 0) << 80
+    out = []
+    for _ in range(26):
+        out.append(_ALPHABET[n & 31])
+        n >>= 5
+    return "task_" + "".join(reversed(out))
