@@ -396,25 +396,30 @@ def test_claude_margin_arithmetic_is_exact_integer():
 # --- count_prompt_async ----------------------------------------------------------------
 
 
-async def test_async_small_inline_large_in_thread(monkeypatch):
+async def test_async_small_inline_large_on_the_one_counting_thread(monkeypatch):
+    """Small prompts are counted on the loop; large ones on one counting thread, one after another
+    (several counting threads would take turns with the loop for the GIL and stall it)."""
     tokens.warm()
-    calls = []
-    real_to_thread = asyncio.to_thread
+    seen: list[str] = []
+    real = tokens.count_text
 
-    async def spy(fn, *args, **kwargs):
-        calls.append(fn)
-        return await real_to_thread(fn, *args, **kwargs)
+    def observed(text):
+        seen.append(threading.current_thread().name)
+        return real(text)
 
-    monkeypatch.setattr(tokens.asyncio, "to_thread", spy)
+    monkeypatch.setattr(tokens, "count_text", observed)
     small = {"messages": [{"role": "user", "content": "Hello world"}]}
     assert await count_prompt_async(small) == 9
     assert await count_prompt_async(small, "claude") == 12
-    assert calls == []
+    assert set(seen) == {threading.current_thread().name}
 
+    seen.clear()
     big = {"messages": [{"role": "user", "content": "Lorem ipsum dolor sit amet. " * 3000}]}  # 84 KB
-    assert await count_prompt_async(big) == count_prompt(big)
-    assert await count_prompt_async(big, "claude") == count_prompt(big, "claude")
-    assert len(calls) == 2
+    exact, exact_claude = count_prompt(big), count_prompt(big, "claude")
+    seen.clear()
+    assert await asyncio.gather(*(count_prompt_async(big) for _ in range(3)), count_prompt_async(big, "claude")) \
+        == [exact] * 3 + [exact_claude]
+    assert len(set(seen)) == 1 and seen[0].startswith("reapi-tokens")
 
 
 async def test_async_loads_vocabulary_off_the_loop(monkeypatch):
