@@ -134,6 +134,7 @@ http {{
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     client_body_buffer_size 64k;
+    client_max_body_size 64m;  # bench/huge.py's ~4 MB prompts
     server {{
         listen 127.0.0.1:{port} backlog=4096 reuseport;
         location = /fast/v1/chat/completions {{

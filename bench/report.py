@@ -61,6 +61,9 @@ def render(r: dict, names: dict[str, str]) -> str:
                 f"- RSS {s['rss_after_warmup_mb']:.1f} MB after warm-up, {s['rss_end_mb']:.1f} MB at the end "
                 f"({s['rss_growth_pct']:+.1f}%); samples every 10 s: {s['rss_samples_mb']}",
                 f"- `reapi ledger verify` exit code {s['ledger_verify_rc']}: {' '.join(s['ledger_verify'])}"]
+    if r.get("ledger_verify"):
+        out += ["", "## Books after the run", ""]
+        out += [f"- {name}: `reapi ledger verify` exit code {rc}: {line}" for name, (rc, line) in r["ledger_verify"].items()]
     out += ["", "## Targets", "", *targets(r), ""]
     analysis = Path(__file__).with_name("analysis.md")  # hand-written, kept next to the numbers
     if analysis.exists():
