@@ -1,17 +1,14 @@
 """reapi.aio: bounded waits that never lose a cancellation, and shutdowns that always end.
 
-The last CI run hung for over 80 minutes in ChannelHealth.stop(): redis-py's socket write went
-through asyncio.wait_for, which on Python 3.11 swallowed the stop's cancellation, and the sync loop
-ran on while stop() awaited it forever."""
+The last CI run hung for over 80 minutes in ChannelHealth.stop(): asyncio.wait_for (ours around the
+sync loop's wake event, and redis-py's around each socket write) swallowed the stop's cancellation on
+Python 3.11, and the sync loop ran on while stop() awaited it forever."""
 import asyncio
 import logging
-import uuid
-
-import redis.asyncio as aioredis
 
 from reapi.aio import stop_tasks, wait_event
 from reapi.relay.health import ChannelHealth
-from tests.relay.test_health import REDIS_URL
+from tests.relay.test_health import REDIS_URL, prefix  # noqa: F401 (the fixture: fresh keys, removed after)
 
 
 async def test_wait_event_set_and_cancelled_in_one_iteration_still_cancels():
@@ -73,26 +70,16 @@ async def test_stop_tasks_gives_up_on_a_task_that_never_ends(caplog):
     assert task.done()
 
 
-async def test_channel_health_stops_right_after_a_transition():
+async def test_channel_health_stops_right_after_a_transition(prefix):
     """The hang itself: a transition wakes the sync loop (a write to Redis starts) and stop() follows
     at once. Fresh keys every round: the first push of a channel is the write that lost the cancel."""
-    prefix = f"reapi:test:aio:{uuid.uuid4().hex}:"
-    try:
-        for i in range(5):
-            h = ChannelHealth(redis_url=REDIS_URL, prefix=f"{prefix}{i}:", sync_interval_s=0.05)
-            await h.start()
-            await asyncio.sleep(0.02)
-            for _ in range(3):
-                h.record_failure(1)
-            stopping = asyncio.create_task(h.stop())  # as a server's shutdown does: from another task
-            done, _ = await asyncio.wait({stopping}, timeout=8)
-            assert done, f"round {i}: ChannelHealth.stop() did not return"
-            assert h._task is None
-    finally:
-        r = aioredis.Redis.from_url(REDIS_URL)
-        try:
-            keys = [k async for k in r.scan_iter(match=prefix + "*")]
-            if keys:
-                await r.delete(*keys)
-        finally:
-            await r.aclose()
+    for i in range(5):
+        h = ChannelHealth(redis_url=REDIS_URL, prefix=f"{prefix}{i}:", sync_interval_s=0.05)
+        await h.start()
+        await asyncio.sleep(0.02)
+        for _ in range(3):
+            h.record_failure(1)
+        stopping = asyncio.create_task(h.stop())  # as a server's shutdown does: from another task
+        done, _ = await asyncio.wait({stopping}, timeout=8)
+        assert done, f"round {i}: ChannelHealth.stop() did not return"
+        assert h._task is None
