@@ -11,6 +11,7 @@ ever touches an amount.
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 NANO_PER_USD = 10**9
@@ -22,16 +23,24 @@ class MoneyError(ValueError):
     pass
 
 
+_PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def _decimal(value: object, what: str, places: int) -> Decimal:
     if isinstance(value, bool) or isinstance(value, float):
         raise MoneyError(f"{what} must be a decimal string such as \"12.50\", not a JSON number with a fraction")
     if isinstance(value, int):
         d = Decimal(value)
     elif isinstance(value, str):
+        text = value.strip()
+        # Plain decimal notation only: "1.5e3" is refused, and so is "1e999999999", whose int() would
+        # build a billion-digit number before any range check could refuse it.
+        if len(text) > 64 or not _PLAIN.fullmatch(text):
+            raise MoneyError(f"{what} is not a decimal number such as \"12.50\": {value[:64]!r}")
         try:
-            d = Decimal(value.strip())
+            d = Decimal(text)
         except InvalidOperation:
-            raise MoneyError(f"{what} is not a decimal number: {value!r}") from None
+            raise MoneyError(f"{what} is not a decimal number: {value[:64]!r}") from None
     else:
         raise MoneyError(f"{what} must be a decimal string")
     if not d.is_finite():

@@ -57,12 +57,17 @@ def test_affordable_output_is_the_largest_that_fits():
 
 
 @pytest.mark.parametrize("text,nano", [("12.50", 12_500_000_000), ("0.000000001", 1), ("3", 3_000_000_000),
-                                       (7, 7_000_000_000), ("-1.5", -1_500_000_000)])
+                                       (7, 7_000_000_000), ("-1.5", -1_500_000_000), (" .5 ", 500_000_000),
+                                       ("+2.", 2_000_000_000)])
 def test_parse_usd(text, nano):
     assert parse_usd(text) == nano
 
 
-@pytest.mark.parametrize("bad", [1.5, "abc", "0.0000000001", "NaN", "Infinity", None, True, [1]])
+@pytest.mark.parametrize("bad", [1.5, "abc", "0.0000000001", "NaN", "Infinity", None, True, [1],
+                                 # exponent notation: "1e99999999" raised decimal.Overflow (a 500), and
+                                 # "1e999990" made int() build a million-digit number before the range check
+                                 "1.5e3", "1e99999999", "1e999990", "1E2", "1_000", "0x10", "\uff11\uff12", "",
+                                 "1" * 65])
 def test_parse_usd_rejects(bad):
     with pytest.raises(MoneyError):
         parse_usd(bad)
