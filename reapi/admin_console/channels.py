@@ -1,7 +1,6 @@
 """Channels: the list with each one's health, add, edit, enable/disable and the test probe. The
-upstream key is write-only: the forms take it (on the edit form a blank key keeps the stored one), no
-page shows it again (queries.channel_row never carries it). The base URL is shown: it is the
-operator's own configuration, as GET /admin/channels shows it."""
+upstream key and base URL are write-only: the forms take them (on the edit form a blank field keeps
+the stored value), no page shows them again (queries.channel_row never carries them)."""
 from __future__ import annotations
 
 from typing import get_args
@@ -36,7 +35,7 @@ async def create(req: Request) -> Response:
                     groups=listed(f.get("groups")) or ["default"], priority=integer(f.get("priority"), 0),
                     weight=integer(f.get("weight"), 1))
     except GatewayError as err:
-        form = {k: v for k, v in f.items() if k not in ("api_key", "csrf_token")}  # the key is never echoed
+        form = {k: v for k, v in f.items() if k not in ("api_key", "base_url", "csrf_token")}  # never echoed
         return await show(req, form=form, error=_message(err), status=err.status)
     return redirect("/admin/console/channels?done=added")
 
@@ -48,7 +47,7 @@ async def edit(req: Request, *, form: dict | None = None, error: str | None = No
     if ch is None:
         raise not_found("Channel", cid)
     if form is None:
-        form = {"name": ch["name"], "type": ch["type"], "base_url": ch["base_url"], "models": ", ".join(ch["models"]),
+        form = {"name": ch["name"], "type": ch["type"], "models": ", ".join(ch["models"]),
                 "groups": ", ".join(ch["groups"]), "priority": str(ch["priority"]), "weight": str(ch["weight"])}
     return render(req, "admin/channel_edit.html", {"title": f"Channel {cid}", "channel": ch, "error": error,
                                                    "_form": form, "_types": get_args(ChannelType)}, status=status)
@@ -59,16 +58,15 @@ async def update(req: Request) -> Response:
     a blank upstream key keeps the stored one."""
     f = await req.form()
     cid = req.path_params["channel_id"]
-    changes = {"name": f.get("name", ""), "type": f.get("type", ""), "base_url": f.get("base_url", ""),
-               "models": listed(f.get("models")), "groups": listed(f.get("groups")) or ["default"],
+    changes = {"name": f.get("name", ""), "type": f.get("type", ""), "models": listed(f.get("models")), "groups": listed(f.get("groups")) or ["default"],
                "priority": integer(f.get("priority"), 0), "weight": integer(f.get("weight"), 1)}
-    key = f.get("api_key", "")
-    if key:
-        changes["api_key"] = key
+    for secret in ("api_key", "base_url"):  # write-only: blank keeps the stored value
+        if f.get(secret, ""):
+            changes[secret] = f.get(secret)
     try:
         await write(req, ops.update_channel, cid, **changes)
     except GatewayError as err:
-        form = {k: v for k, v in f.items() if k not in ("api_key", "csrf_token")}  # the key is never echoed
+        form = {k: v for k, v in f.items() if k not in ("api_key", "base_url", "csrf_token")}  # never echoed
         if err.status == 404:
             raise
         return await edit(req, form=form, error=_message(err), status=err.status)

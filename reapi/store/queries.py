@@ -28,8 +28,9 @@ def _json(v: Any) -> str:
 # --- channels ---------------------------------------------------------------------------
 
 def channel_row(r) -> dict:
-    """A channel as the admin API shows it: never with its api_key."""
-    return {"id": r["id"], "name": r["name"], "type": r["type"], "base_url": r["base_url"],
+    """A channel as the admin API, the CLI and the operator console show it: never with its api_key
+    nor its base_url (both write-only: no upstream key, URL or host leaves the store)."""
+    return {"id": r["id"], "name": r["name"], "type": r["type"],
             "models": orjson.loads(r["models"]), "groups": orjson.loads(r["groups"]),
             "model_map": orjson.loads(r["model_map"]), "priority": r["priority"], "weight": r["weight"],
             "enabled": bool(r["enabled"]), "created_at": r["created_at"], "updated_at": r["updated_at"]}

@@ -30,6 +30,11 @@ def form_error(body: str) -> str:
     return m.group(1) if m else ""
 
 
+async def stored_url(gw, cid: int) -> str:
+    async with gw.gw.engine.connect() as conn:
+        return (await conn.execute(text("SELECT base_url FROM channels WHERE id = :i"), {"i": cid})).scalar_one()
+
+
 async def stored_key(console, cid: int) -> str:
     async with console.gw.engine.connect() as conn:
         return (await conn.execute(text("SELECT api_key FROM channels WHERE id = :c"), {"c": cid})).scalar_one()
@@ -67,9 +72,15 @@ async def test_edit_a_channel_keeps_or_replaces_its_write_only_key(console, web,
     cid = (await console.admin("GET", "/admin/channels"))["data"][0]["id"]
     st, _, body = await ops.get(f"/admin/console/channels/{cid}")
     assert st == 200 and 'id="edit-channel"' in body and 'value="mock"' in body
-    assert f'value="{upstream.url}/v1"' in body and UPSTREAM_KEY not in body
+    # the upstream URL and key are write-only: no page, form or JSON context shows them
+    host = upstream.url.split("//", 1)[1]
+    assert host not in body and UPSTREAM_KEY not in body
     _, _, listing = await ops.get("/admin/console/channels")
-    assert f'href="/admin/console/channels/{cid}"' in listing
+    assert f'href="/admin/console/channels/{cid}"' in listing and host not in listing
+    # blank base URL and key: every other field changes, the stored ones stay
+    st, h, _ = await ops.post(f"/admin/console/channels/{cid}", {
+        "name": "mock", "type": "openai", "base_url": "", "api_key": "", "models": "gpt-5.5", "groups": "default"})
+    assert st == 303 and await stored_url(console, cid) == upstream.url + "/v1"
     # blank key: every other field changes, the stored key stays
     st, h, _ = await ops.post(f"/admin/console/channels/{cid}", {
         "name": "mock-edited", "type": "openai", "base_url": upstream.url + "/v1", "api_key": "",
@@ -97,7 +108,7 @@ async def test_edit_a_channel_keeps_or_replaces_its_write_only_key(console, web,
         _, _, body = await ops.get(path)
         assert "sk-replaced-key-7" not in body and UPSTREAM_KEY not in body
         st, _, body = await ops.get(path, headers={"Accept": "application/json"})  # the page's JSON context
-        assert st == 200 and "sk-replaced-key-7" not in body and "api_key" not in body
+        assert st == 200 and "sk-replaced-key-7" not in body and "api_key" not in body and host not in body
     # the operations layer's validation, on the form, naming the field; the typed key is not echoed
     for form, field in (({"base_url": "ftp://nowhere"}, "base_url"), ({"models": ""}, "models"),
                         ({"weight": "-1"}, "weight"), ({"priority": "high"}, "priority"), ({"type": "gopher"}, "type"),
