@@ -134,3 +134,36 @@ async def test_customers_get_403_and_a_post_needs_csrf(tg):  # noqa: F811
     st, _, _ = await ops.post(PAGE, form_of("x", DEMO_TASK_MODELS["mureka-v9-song"], csrf_token="wrong"))
     assert st == 403
     assert "x" not in {m["model"] for m in (await tg.gw.admin("GET", "/admin/task-models"))["data"]}
+
+
+def change_a_price(b, base: str, model: str, label: str, value: str) -> dict:
+    page = b.new_context().new_page()
+    seen: dict = {}
+    try:
+        page.goto(base + "/login?next=/admin/console/task-models")
+        page.get_by_label("E-mail").fill(ADMIN)
+        page.get_by_label("Password").fill("correct horse")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(base + PAGE)
+        page.get_by_role("link", name=f"Edit {model}").click()
+        page.wait_for_url(re.compile(r".*/admin/console/task-models\?model=.*"))
+        seen["before"] = page.get_by_label(label, exact=True).input_value()
+        page.get_by_label(label, exact=True).fill(value)
+        page.get_by_role("button", name="Save task model").click()
+        page.wait_for_url(base + PAGE + "?done=saved")
+        seen["flash"] = page.locator(".flash.ok").inner_text()
+        seen["skus"] = page.locator("#task-skus").inner_text()
+    finally:
+        page.context.close()
+    return seen
+
+
+async def test_an_admin_changes_a_task_price_in_chromium(browser, tg):  # noqa: F811
+    await tg.gw.admin("POST", "/admin/users", {"email": ADMIN, "password": "correct horse", "admin": True},
+                      expect=201)
+    seen = await browser.run(change_a_price, tg.gw.url, SEEDANCE, "SKU 4 credits per unit", "125")
+    assert seen["before"] == "120"
+    assert "Task model saved." in seen["flash"]
+    assert "resolution = \"720p\", generate_audio = true\t125\t$0.125" in seen["skus"], seen["skus"]
+    q = await quote(tg, {"model": SEEDANCE, "prompt": "a cat", "duration": 4, "resolution": "720p"})
+    assert q["cost_credits"] == "500"

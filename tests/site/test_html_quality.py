@@ -201,6 +201,7 @@ async def test_every_public_and_operator_page_parses_and_meets_the_a11y_basics(t
             pages += [(p, client) for p in paths]
     pages += [(p, guest) for p in SIGN_IN_PAGES]
     pages += [("/admin/console?window=7d", ops), ("/admin/console/models?model=gpt-5.5", ops),
+              ("/admin/console/task-models?model=doubao-seedance-2.0", ops),
               (f"/admin/console/usage?request_id={request_id}", ops)]
 
     problems: dict[str, list[str]] = {}
