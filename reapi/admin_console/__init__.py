@@ -1,6 +1,7 @@
 """The operator console (/admin/console): server-rendered pages on reapi.web for users with the
 admin role: the overview (requests, spend, errors, channels' health), channels (list, add, edit,
-enable/disable, delete, test probe), models and prices (with the public catalog's fields), accounts (search,
+enable/disable, delete, test probe), models and prices (with the public catalog's fields), task models
+and prices (SKUs in credits and USD, the JSON Schema of parameters), accounts (search,
 credit or debit a wallet with a note, an account's recent calls and tasks), keys (list, revoke), usage by
 request id, groups, and redemption codes (mint, list used/unused, CSV export, masked).
 

@@ -16,6 +16,8 @@ PAGES: list[Page] = [
     Page("POST", "/admin/console/channels/{channel_id:int}/delete", f"{_M}.channels:delete", auth="admin"),
     Page("GET", "/admin/console/models", f"{_M}.models:show", auth="admin", nav="Models"),
     Page("POST", "/admin/console/models", f"{_M}.models:save", auth="admin"),
+    Page("GET", "/admin/console/task-models", f"{_M}.task_models:show", auth="admin", nav="Task models"),
+    Page("POST", "/admin/console/task-models", f"{_M}.task_models:save", auth="admin"),
     Page("GET", "/admin/console/accounts", f"{_M}.accounts:show", auth="admin", nav="Accounts"),
     Page("POST", "/admin/console/accounts/{account_id:int}/credit", f"{_M}.accounts:credit", auth="admin"),
     Page("GET", "/admin/console/accounts/{account_id:int}", f"{_M}.accounts:detail", auth="admin"),
