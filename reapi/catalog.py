@@ -111,3 +111,5 @@ class TaskModel:
     params: dict  # JSON Schema subset of the accepted body fields
     max_seconds: int
     description: str | None = None
+    tags: tuple[str, ...] = ()
+    hidden: bool = False  # not in the public catalog (the model still takes tasks)

@@ -249,7 +249,8 @@ def task_models_set(model: str, spec: str) -> None:
     if not isinstance(values, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--spec")
     _op(set_task_model, model, **values, hints={"model": "MODEL"} | {k: "--spec" for k in (
-        "category", "endpoint", "unit", "quantity", "skus", "params", "max_seconds", "description")})
+        "category", "endpoint", "unit", "quantity", "skus", "params", "max_seconds", "description", "tags",
+        "hidden")})
     click.echo(f"task model {model} set")
 
 

@@ -24,6 +24,8 @@ class TaskModelBody(Strict):
     params: dict[str, Any]
     max_seconds: int | None = None
     description: str | None = None
+    tags: list[str] | None = None
+    hidden: bool | None = None
 
 
 @router.put("/{model}")

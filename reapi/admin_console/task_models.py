@@ -34,13 +34,14 @@ def _view(r: dict, served_by: dict[str, set[str]]) -> dict:
     return {"model": r["name"], "category": r["category"], "endpoint": r["endpoint"], "unit": r["unit"],
             "quantity": orjson.loads(r["quantity"]), "skus": skus, "params": orjson.loads(r["params"]),
             "max_seconds": r["max_seconds"], "description": r["description"], "channel_types": types,
-            "hidden": not types}
+            "tags": orjson.loads(r["tags"]) if r.get("tags") else [], "hidden": bool(r.get("hidden")),
+            "served": bool(types)}
 
 
 def _form_of(m: dict) -> dict:
     return {"model": m["model"], "category": m["category"], "endpoint": m["endpoint"], "unit": m["unit"],
             "quantity": ", ".join(m["quantity"]), "max_seconds": m["max_seconds"],
-            "description": m["description"] or "", "params": orjson.dumps(m["params"], option=orjson.OPT_INDENT_2).decode(),
+            "description": m["description"] or "", "tags": ", ".join(m["tags"]), "hidden": m["hidden"], "params": orjson.dumps(m["params"], option=orjson.OPT_INDENT_2).decode(),
             "skus": [{"when": _json(s["when"]), "credits": s["credits_per_unit"]} for s in m["skus"]]}
 
 
@@ -97,7 +98,8 @@ def _skus(f) -> tuple[list[dict], list[dict]]:
 async def save(req: Request) -> Response:
     f = await req.form()
     form = {k: f.get(k, "") for k in ("model", "category", "endpoint", "unit", "quantity", "max_seconds",
-                                       "description", "params")}
+                                       "description", "tags", "params")}
+    form["hidden"] = f.get("hidden") == "on"
     form["skus"] = []
     try:
         skus, form["skus"] = _skus(f)
@@ -110,6 +112,8 @@ async def save(req: Request) -> Response:
             spec["max_seconds"] = integer(f.get("max_seconds"))
         if opt(f.get("description")):
             spec["description"] = f.get("description", "").strip()
+        spec["tags"] = [t.strip() for t in (f.get("tags") or "").split(",") if t.strip()]
+        spec["hidden"] = form["hidden"]
         await write(req, set_task_model, (f.get("model") or "").strip(), **spec)
     except GatewayError as err:
         return await show(req, form=form, error=named(err), status=err.status)

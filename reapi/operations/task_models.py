@@ -16,7 +16,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from reapi.billing.money import MAX_NANO, MoneyError, format_credits, parse_credits
 from reapi.errors import bad_request
-from reapi.operations.inputs import Money, Name, NameIn, Strict, checked
+from reapi.operations.inputs import Money, Name, NameIn, Strict, Tag, checked
 from reapi.store import queries
 
 CATEGORY_ENDPOINT = {"image": "images", "video": "videos", "audio": "audio"}
@@ -38,6 +38,8 @@ class TaskModelIn(Strict):
     params: dict[str, Any]
     max_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
     description: str | None = Field(default=None, max_length=2000)
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+    hidden: bool = False  # left out of the public catalog (the model still takes tasks)
 
 
 def task_model_row(**spec: Any) -> dict:
@@ -68,7 +70,8 @@ def task_model_row(**spec: Any) -> dict:
     return {"category": m.category, "endpoint": m.endpoint or CATEGORY_ENDPOINT[m.category], "unit": m.unit,
             "quantity": orjson.dumps(m.quantity).decode(), "skus": orjson.dumps(skus).decode(),
             "params": orjson.dumps(params).decode(),
-            "max_seconds": m.max_seconds or DEFAULT_MAX_SECONDS[m.category], "description": m.description}
+            "max_seconds": m.max_seconds or DEFAULT_MAX_SECONDS[m.category], "description": m.description,
+            "tags": orjson.dumps(sorted(set(m.tags))).decode() if m.tags else None, "hidden": m.hidden}
 
 
 async def set_task_model(conn, model: str, **spec: Any) -> dict:
@@ -85,4 +88,5 @@ def task_model_view(r: Mapping[str, Any]) -> dict:
             "quantity": orjson.loads(r["quantity"]),
             "skus": [{"when": s["when"], "credits_per_unit": format_credits(s["nano_per_unit"])}
                      for s in orjson.loads(r["skus"])],
-            "params": orjson.loads(r["params"]), "max_seconds": r["max_seconds"], "description": r["description"]}
+            "params": orjson.loads(r["params"]), "max_seconds": r["max_seconds"], "description": r["description"],
+            "tags": orjson.loads(r["tags"]) if r.get("tags") else [], "hidden": bool(r.get("hidden"))}

@@ -85,16 +85,16 @@ class TaskEntry:
         m = self.model
         nanos = [s.nano_per_unit for s in m.skus] or [0]
         return {"name": m.name, "kind": "task", "category": m.category, "summary": self.summary,
-                "description": m.description, "endpoint": self.endpoint, "unit": m.unit,
+                "description": m.description, "tags": list(m.tags), "endpoint": self.endpoint, "unit": m.unit,
                 "quantity": list(m.quantity), "max_seconds": m.max_seconds, "skus": self.skus(),
                 "from_credits": format_credits(min(nanos)), "from_usd": format_usd(min(nanos))}
 
 
 def task_entries(snap) -> list[TaskEntry]:
-    """The task models some channel serves (in any group), by name."""
+    """The task models some channel serves (in any group) and the operator has not hidden, by name."""
     served = {name for (_, name) in getattr(snap, "task_pools", {})}
     models = getattr(snap, "task_models", {})
-    return [TaskEntry(models[n]) for n in sorted(models) if n in served]
+    return [TaskEntry(models[n]) for n in sorted(models) if n in served and not models[n].hidden]
 
 
 def find_task(snap, name: str) -> TaskEntry | None:

@@ -164,7 +164,8 @@ def task_model_of(r) -> TaskModel:
         name=r["name"], category=r["category"], endpoint=r["endpoint"], unit=r["unit"],
         quantity=tuple(orjson.loads(r["quantity"])),
         skus=tuple(Sku(s["when"], s["nano_per_unit"]) for s in orjson.loads(r["skus"])),
-        params=orjson.loads(r["params"]), max_seconds=r["max_seconds"], description=r["description"])
+        params=orjson.loads(r["params"]), max_seconds=r["max_seconds"], description=r["description"],
+        tags=tuple(orjson.loads(r["tags"])) if r.get("tags") else (), hidden=bool(r.get("hidden")))
 
 
 def publish_names(snap: Snapshot) -> None:

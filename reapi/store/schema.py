@@ -411,6 +411,8 @@ task_models = Table(
     Column("max_seconds", Integer, nullable=False),
     Column("description", Text, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
+    Column("tags", Text, nullable=True),  # JSON list (the public catalog's), NULL: none
+    Column("hidden", Boolean, nullable=False, server_default=false()),  # left out of the public catalog
 )
 
 # Idempotency-Key of a submit: the same key with the same body within 24 h answers the same task.

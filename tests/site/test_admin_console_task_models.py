@@ -64,7 +64,7 @@ async def test_list_shows_every_sku_as_pricing_bills_it(tg):  # noqa: F811
                 assert f"{field} = {orjson.dumps(value).decode()}" in row, row
     seedance_row = page.split(f'id="task-model-{SEEDANCE}"', 1)[1].split("</tr>", 1)[0]
     assert "<td>ark</td>" in seedance_row and "listed" in seedance_row
-    assert "hidden" in page.split('id="task-model-gpt-image-2"', 1)[1].split("</tr>", 1)[0]  # no channel
+    assert "not served" in page.split('id="task-model-gpt-image-2"', 1)[1].split("</tr>", 1)[0]  # no channel
     # the same context as JSON, and a one-unit quote equals the listed SKU price
     st, _, raw = await ops.get(PAGE + "?format=json", headers=HTML)
     ctx = orjson.loads(raw)

@@ -3,6 +3,7 @@
 with a worker in front of the demo upstream, the catalog on / and in /llms.txt."""
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import sys
@@ -140,3 +141,29 @@ async def test_every_demo_task_model_page_runs_its_curl_sample_and_bills_its_exa
         assert task["status"] == "completed" and task["cost_credits"] == credits, (name, task)
         assert before - Decimal(await tg.tasks_credits()) == Decimal(credits) / 1000, name
     assert await gw.verify() == []
+
+
+async def test_a_hidden_task_model_leaves_the_public_pages_but_still_takes_tasks(tg):  # noqa: F811
+    """PUT /admin/task-models/{model} with `hidden` (and `tags`): gone from /, /pricing, /docs and
+    /llms.txt, its page 404, while submits and quotes still work; unhidden it comes back with its tags."""
+    gw, name = tg.gw, SEEDANCE
+    spec = next({k: v for k, v in m.items() if k != "model"}
+                for m in (await gw.admin("GET", "/admin/task-models"))["data"] if m["model"] == name)
+    out = await gw.admin("PUT", f"/admin/task-models/{name}", {**spec, "hidden": True, "tags": ["fast", "t2v"]},
+                         expect=200)
+    assert out["hidden"] is True and out["tags"] == ["fast", "t2v"]
+    await asyncio.sleep(1.2)  # the catalog reload (REAPI_CONFIG_POLL_MS)
+    for path in ("/", "/pricing", "/docs"):
+        _, _, body = await gw.raw("GET", path, headers=HTML)
+        assert name not in body.decode(), path
+    _, _, body = await gw.raw("GET", "/llms.txt")
+    assert name not in body.decode()
+    st, _, _ = await gw.raw("GET", f"/docs/{name}", headers=HTML)
+    assert st == 404
+    st, _, body = await gw.raw("POST", "/api/v1/quote", json={"model": name, "prompt": "a fox", "duration": 5},
+                               headers={"Authorization": f"Bearer {tg.key}"})
+    assert st == 200, body
+    await gw.admin("PUT", f"/admin/task-models/{name}", {**spec, "tags": ["fast", "t2v"]}, expect=200)
+    await asyncio.sleep(1.2)
+    st, _, body = await gw.raw("GET", f"/docs/{name}", headers={"Accept": "application/json"})
+    assert st == 200 and orjson.loads(body)["model"]["tags"] == ["fast", "t2v"]
