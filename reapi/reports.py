@@ -85,7 +85,7 @@ def _where(account_id: int, f: UsageFilter) -> list:
 
 _COLUMNS = (U.c.id, U.c.created_at, U.c.request_id, U.c.key_id, U.c.model, U.c.status, U.c.prompt_tokens,
             U.c.completion_tokens, U.c.cached_tokens, U.c.cost_nano, U.c.error_code, U.c.stream,
-            K.c.name.label("key_name"), K.c.key_prefix)
+            K.c.name.label("key_name"), K.c.key_prefix, K.c.key_last4)
 
 
 def _usage_query(account_id: int, f: UsageFilter, before: tuple[int, int] | None, limit: int) -> Any:
@@ -100,7 +100,7 @@ def _usage_query(account_id: int, f: UsageFilter, before: tuple[int, int] | None
 async def usage_page(conn: AsyncConnection, account_id: int, f: UsageFilter = UsageFilter(), *, limit: int = 50,
                      before: str | None = None) -> UsagePage:
     """One page of the account's usage rows, newest first (keyset: no OFFSET, any page as fast as
-    the first). Each row: id, created_at, request_id, key_id, key_name, key_prefix, model, status,
+    the first). Each row: id, created_at, request_id, key_id, key_name, key_prefix, key_last4, model, status,
     prompt/completion/cached tokens, cost_nano, error_code, stream."""
     limit = max(1, min(limit, MAX_PAGE))
     rows = [dict(r) for r in (await conn.execute(_usage_query(account_id, f, parse_cursor(before),

@@ -5,6 +5,7 @@ adjustment through ops.debit, never below zero; its recent calls and tasks), an 
 from __future__ import annotations
 
 from reapi import operations as ops
+from reapi import reports
 from reapi.admin_console.common import named, read, write
 from reapi.billing.money import format_usd
 from reapi.errors import GatewayError
@@ -52,7 +53,8 @@ async def detail(req: Request, *, error: str | None = None, status: int = 200) -
               "key": f"…{r['key_last4']}" if r["key_last4"] else "", "status": r["status"],
               "prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
               "cached_tokens": r["cached_tokens"], "cost_usd": format_usd(r["cost_nano"]),
-              "error_code": r["error_code"]} for r in await read(req, queries.recent_usage, aid, RECENT)]
+              "error_code": r["error_code"]}
+             for r in (await read(req, reports.usage_page, aid, limit=RECENT)).rows]
     tasks = [{"id": t["id"], "model": t["model"], "state": t["status"], "created_at": t["created_at"],
               # a task's cost is held at submit and captured only on success; a failed task was not charged
               "cost_usd": format_usd(0 if t["status"] == "failed" else t["cost_nano"])}

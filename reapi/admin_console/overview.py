@@ -163,10 +163,10 @@ async def verify_ledger(req: Request) -> Response:
         timed_out = True
     took_ms = int((loop.time() - start) * 1000)
     user_id = req.user["id"] if req.user else None  # type: ignore[index]
+    kept = orjson.dumps([p[:PROBLEM_CHARS] for p in problems[:SHOWN_PROBLEMS]]).decode()
     await write(req, stats.save_ledger_check, ran_at=queries.now_ms(), ok=not problems and not timed_out,
-                timed_out=timed_out, problem_count=len(problems),
-                problems=orjson.dumps([p[:PROBLEM_CHARS] for p in problems[:SHOWN_PROBLEMS]]).decode(), duration_ms=took_ms, user_id=user_id,
-                reload=False)
+                timed_out=timed_out, problem_count=len(problems), problems=kept, duration_ms=took_ms,
+                user_id=user_id, reload=False)
     return await show(req)
 
 

@@ -4,20 +4,20 @@ form per model (plus a new-model form) that calls ops.set_task_model, the functi
 PUT /admin/task-models/{model}. Validation errors are shown on the form, naming the field."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
-from reapi.admin_console.common import integer, named, opt, read, write
+from reapi.admin_console.common import integer, listed, named, opt, read, write
 from reapi.billing.money import format_credits, format_usd
 from reapi.errors import GatewayError, bad_request
-from reapi.operations.task_models import set_task_model
+from reapi.operations.task_models import CATEGORY_ENDPOINT, TaskModelIn, set_task_model
 from reapi.store import queries
 from reapi.web import Request, Response, redirect, render
 
-CATEGORIES = ("image", "video", "audio")
-ENDPOINTS = ("images", "videos", "audio")
-UNITS = ("image", "second", "generation", "song", "minute", "request")
+CATEGORIES = tuple(CATEGORY_ENDPOINT)  # the form's choices, as the operation allows them
+ENDPOINTS = tuple(CATEGORY_ENDPOINT.values())
+UNITS = get_args(TaskModelIn.model_fields["unit"].annotation)
 MAX_SKUS = 1000
 MAX_JSON = 64_000  # characters of one JSON field
 
@@ -104,7 +104,7 @@ async def save(req: Request) -> Response:
     try:
         skus, form["skus"] = _skus(f)
         spec: dict[str, Any] = {"category": f.get("category", ""), "unit": f.get("unit", ""),
-                                "quantity": [q.strip() for q in (f.get("quantity") or "").split(",") if q.strip()],
+                                "quantity": listed(f.get("quantity")),
                                 "skus": skus, "params": _parsed(f.get("params") or "", "params")}
         if opt(f.get("endpoint")):
             spec["endpoint"] = f.get("endpoint", "").strip()
@@ -112,7 +112,7 @@ async def save(req: Request) -> Response:
             spec["max_seconds"] = integer(f.get("max_seconds"))
         if opt(f.get("description")):
             spec["description"] = f.get("description", "").strip()
-        spec["tags"] = [t.strip() for t in (f.get("tags") or "").split(",") if t.strip()]
+        spec["tags"] = listed(f.get("tags"))
         spec["hidden"] = form["hidden"]
         await write(req, set_task_model, (f.get("model") or "").strip(), **spec)
     except GatewayError as err:

@@ -142,11 +142,9 @@ async def _hold_for_background(call: Call, whole: Whole, send: Send) -> None:
 async def relay_response_stream(call: Call, resp: aiohttp.ClientResponse, send: Send, watch: Watch) -> None:
     """The upstream's Responses events passed through; the terminal event is sent once settled."""
     ext: Extra = call.ext
-    rid_seen: list[str] = []
 
     def on_id(rid: str) -> None:
         if ext.store:  # written with the charge; a stream that ends without one records it on its own
-            rid_seen.append(rid)
             call.stored_response = values(_row(call, rid, False))
 
     conv = call.adapter.stream_converter(call.model, call.channel, call.body, on_id)
@@ -154,8 +152,8 @@ async def relay_response_stream(call: Call, resp: aiohttp.ClientResponse, send: 
         await relay_stream(call, resp, send, watch, conv, raw_lines=call.adapter.raw_lines, end=conv.end,
                            error_event=conv.error_event)
     finally:
-        if rid_seen and call.closed != "charged":
-            await _record(call, rid_seen[-1])
+        if call.stored_response is not None and call.closed != "charged":
+            await _record(call, call.stored_response[1])  # (account_id, id, ...): reapi.store.responses.COLUMNS
     if getattr(conv, "failed", b""):
         call.code = "upstream_response_failed"
 

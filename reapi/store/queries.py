@@ -250,15 +250,6 @@ async def list_usage(conn: AsyncConnection, account_id: int, limit: int, before_
     return [dict(r) for r in rows]
 
 
-async def recent_usage(conn: AsyncConnection, account_id: int, limit: int = 50) -> list[dict]:
-    """The account's newest calls (ix_usage_account_created) with their key's last 4 characters."""
-    q = (select(U.c.request_id, U.c.created_at, U.c.model, U.c.status, U.c.prompt_tokens, U.c.completion_tokens,
-                U.c.cached_tokens, U.c.cost_nano, U.c.error_code, K.c.key_last4)
-         .select_from(U.outerjoin(K, K.c.id == U.c.key_id)).where(U.c.account_id == account_id)
-         .order_by(U.c.created_at.desc(), U.c.id.desc()).limit(limit))
-    return [dict(r) for r in (await conn.execute(q)).mappings()]
-
-
 async def recent_tasks(conn: AsyncConnection, account_id: int, limit: int = 50) -> list[dict]:
     """The account's newest tasks (ix_tasks_account_created): id, model, state, cost, created."""
     T = schema.tasks

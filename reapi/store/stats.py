@@ -6,7 +6,7 @@ dashboard reads one account's last 30 days and nothing else. Days are UTC days
 (created_at / 86400000, integer division on both stores)."""
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reapi.store import schema
@@ -79,8 +79,6 @@ async def last_ledger_check(conn: AsyncConnection) -> dict | None:
 async def save_ledger_check(conn: AsyncConnection, *, ran_at: int, ok: bool, timed_out: bool, problem_count: int,
                             problems: str, duration_ms: int, user_id: int | None) -> None:
     """Replace the one stored check (in the caller's transaction)."""
-    from sqlalchemy import delete, insert
-
     L = schema.ledger_checks
     await conn.execute(delete(L).where(L.c.id == 1))
     await conn.execute(insert(L).values(id=1, ran_at=ran_at, ok=ok, timed_out=timed_out, problem_count=problem_count,
