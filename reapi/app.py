@@ -14,7 +14,6 @@ from typing import Awaitable, Callable
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from reapi.admin import build_admin
 from reapi.api.chat import chat_completions, new_request_id
 from reapi.api.http import Receive, Send, send_error
 from reapi.asgi import CONNECTION_KEY
@@ -152,6 +151,12 @@ def _site(gw: Gateway) -> ASGI:
     return build_site(gw)
 
 
+def _admin(gw: Gateway) -> ASGI:
+    from reapi.admin import build_admin  # FastAPI and pydantic (~11 MB), loaded on the first operator call
+
+    return build_admin(gw)
+
+
 def _admin_console(gw: Gateway) -> ASGI:
     from reapi.admin_console import build_admin_console
 
@@ -184,7 +189,7 @@ def create_app(settings: Settings | None = None):
 
     models_app = models_route(gw)
     v1 = build_v1(gw, models_app, partial(responses.stored, gw))
-    admin = stamped(build_admin(gw))  # its OpenAPI page is /admin/docs, its document /admin/openapi.json
+    admin = stamped(lazy(partial(_admin, gw)))  # its OpenAPI page is /admin/docs, its document /admin/openapi.json
     public = stamped(build_public(gw))
     not_found = stamped(answer(GatewayError(404, "Not Found", code="not_found")))
     console = stamped(lazy(partial(_console, gw)))  # the customer console (reapi.console, on reapi.web)

@@ -13,7 +13,6 @@ from reapi import metrics
 from reapi.api.http import JSON, Receive, Send, send_bytes, send_error
 from reapi.errors import GatewayError
 from reapi.gateway import Gateway
-from reapi.operations.prices import price_view
 
 Answer = tuple[int, bytes, bytes]  # status, body, content type
 Handler = Callable[[Gateway], Awaitable[Answer]]
@@ -26,6 +25,8 @@ def _json(obj: object, status: int = 200) -> Answer:
 async def pricing(gw: Gateway) -> Answer:
     """The rate card of the models some channel serves and the operator has not hidden, in the admin
     API's price shape (browsers get reapi.site's HTML page of the same card instead)."""
+    from reapi.operations.prices import price_view  # the operations layer (pydantic with it): not at start-up
+
     snap = gw.catalog.snapshot
     served = {m for m in snap.served_models(None) if not (m in snap.info and snap.info[m].hidden)}
     data = []

@@ -3,6 +3,8 @@ answers in its own error format, and the public routes live outside the admin ap
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -120,3 +122,14 @@ async def test_hot_routes_carry_their_calls_id_once(gateway, upstream):
                                        json={"model": "gpt-5.5", "max_tokens": 5,
                                              "messages": [{"role": "user", "content": "hi"}]})
     assert status == 404 and orjson.loads(raw)["request_id"] == mrid
+
+
+def test_the_serving_process_starts_without_the_admin_frameworks_or_alembic(tmp_path):
+    """Issue #15 (memory): FastAPI and pydantic come with the admin API on its first call, alembic
+    only in `reapi migrate` (which `reapi serve` runs in a child process)."""
+    code = ("import sys\nfrom reapi.app import create_app\nfrom reapi.settings import Settings\n"
+            f"create_app(Settings(database_url='sqlite:///{tmp_path}/x.db'))\n"
+            "loaded = [m for m in ('fastapi', 'pydantic', 'alembic') if m in sys.modules]\n"
+            "assert not loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
