@@ -6,12 +6,14 @@ awaited thing finishing (CPython gh-86296, fixed in 3.12): a loop parked in
 owner's `await task` never returns. `asyncio.timeout` has no such race, so every bounded wait in
 reapi goes through it. Libraries still hit it: redis-py 8 wraps each socket write in `wait_for`
 when a socket timeout is set, so a loop cancelled mid-command may carry on; `stop_tasks` cancels
-again until it ends. Imports nothing from reapi.
+again until it ends. `watch_lag` measures how late the loop runs a timer (what every
+request waiting on it feels). Imports nothing from reapi.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 log = logging.getLogger("reapi")
 
@@ -44,3 +46,14 @@ async def stop_tasks(*tasks: asyncio.Task | None, wait_s: float = 0.5, tries: in
             log.warning("task %s did not stop when cancelled; left behind", t.get_name())
         elif not t.cancelled():
             t.exception()  # retrieved: a loop's last error was logged by the loop itself
+
+
+async def watch_lag(record: Callable[[float], None], interval: float = 0.025) -> None:
+    """Forever: sleep `interval` seconds and `record` how much later than asked the loop woke. A lag
+    is time the loop spent on something else (a long callback, a held GIL) while timers and sockets
+    waited."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time() + interval
+        await asyncio.sleep(interval)
+        record(max(0.0, loop.time() - asked))

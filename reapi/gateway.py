@@ -9,7 +9,7 @@ import secrets
 import aiohttp
 from sqlalchemy import text
 
-from reapi.aio import stop_tasks
+from reapi.aio import stop_tasks, watch_lag
 from reapi.billing.ledger import DB_NOW, now_ms
 from reapi.billing.writer import BillingWriter
 from reapi.limits import Limiter, make_limiter
@@ -48,6 +48,7 @@ class Gateway:
         self.http: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task | None = None
         self._lease: asyncio.Task | None = None
+        self._lag: asyncio.Task | None = None
         self.task_worker = None  # reapi.tasks.worker.Worker when this process works tasks
         self.media_store = None  # reapi.media's store, opened by the task worker on first use
         self.task_polls = None  # SQLite: the task API's read-only poll connection (reapi.tasks.queries)
@@ -72,13 +73,14 @@ class Gateway:
             auto_decompress=True, skip_auto_headers=("User-Agent",))
         await self.sweep_once()  # holds left by a process that died are released at start-up
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self._lag = asyncio.get_running_loop().create_task(watch_lag(metrics.loop_lag))
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector, whose full passes over it would otherwise stall requests for milliseconds.
         gc.collect()
         gc.freeze()
 
     async def stop(self) -> None:
-        await stop_tasks(self._sweeper)
+        await stop_tasks(self._sweeper, self._lag)
         await self.catalog.stop()
         await self.writer.stop()
         if self._lease:

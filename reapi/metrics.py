@@ -26,6 +26,7 @@ Series:
   reapi_holds_outstanding                        gauge
   reapi_rate_limited_total{group,kind}           counter
   reapi_channel_open{channel}                    gauge, 1 while the channel cools down
+  reapi_event_loop_lag_seconds                   histogram, how late a 25 ms timer ran
 """
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ TTFT = Histogram("reapi_time_to_first_token_seconds",
 TOKENS = Counter("reapi_tokens_total", "Tokens billed, by model and kind (prompt|completion).",
                  ("model", "kind"), registry=REGISTRY)
 HOLDS = Gauge("reapi_holds_outstanding", "Balance holds currently open.", registry=REGISTRY)
+EVENT_LOOP_LAG = Histogram("reapi_event_loop_lag_seconds",
+                           "How late the event loop ran a 25 ms timer (the wait every request on it shared).",
+                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=REGISTRY)
+loop_lag = EVENT_LOOP_LAG.observe
 RATE_LIMITED = Counter("reapi_rate_limited_total", "Requests refused by a rate limit.",
                        ("group", "kind"), registry=REGISTRY)
 

@@ -5,8 +5,9 @@ sync loop's wake event, and redis-py's around each socket write) swallowed the s
 Python 3.11, and the sync loop ran on while stop() awaited it forever."""
 import asyncio
 import logging
+import time
 
-from reapi.aio import stop_tasks, wait_event
+from reapi.aio import stop_tasks, wait_event, watch_lag
 from reapi.relay.health import ChannelHealth
 from tests.relay.test_health import REDIS_URL, prefix  # noqa: F401 (the fixture: fresh keys, removed after)
 
@@ -83,3 +84,14 @@ async def test_channel_health_stops_right_after_a_transition(prefix):
         done, _ = await asyncio.wait({stopping}, timeout=8)
         assert done, f"round {i}: ChannelHealth.stop() did not return"
         assert h._task is None
+
+
+async def test_watch_lag_records_how_late_a_blocked_loop_woke():
+    lags: list[float] = []
+    watcher = asyncio.create_task(watch_lag(lags.append, 0.01))
+    await asyncio.sleep(0.05)
+    time.sleep(0.15)  # a callback that holds the loop
+    await asyncio.sleep(0.05)
+    await stop_tasks(watcher)
+    assert len(lags) >= 3 and min(lags) >= 0.0
+    assert max(lags) >= 0.1, lags

@@ -1,3 +1,4 @@
+import asyncio
 import random
 import string
 import time
@@ -267,8 +268,6 @@ def test_reapi_logs_reach_stderr_at_the_configured_level(tmp_path):
 
 
 async def test_a_large_scrape_does_not_stall_the_event_loop(gateway):
-    import asyncio
-
     # a large but legitimate catalog: 100 models x 5 groups x 12 statuses
     models, groups = [f"big-{i}" for i in range(100)], [f"bg{i}" for i in range(5)]
     learn(models, groups)
@@ -304,3 +303,14 @@ async def test_a_large_scrape_does_not_stall_the_event_loop(gateway):
     assert b"_created" not in body  # no created-timestamp sample beside each series
     # rendered off the loop, the scrape's longest gap is well under a render on the loop
     assert scrape_gap < max(0.05, on_loop_gap * 0.9), (scrape_gap, on_loop_gap, render_s)
+
+
+async def test_the_gateway_exports_its_event_loop_lag(gateway):
+    def count(body: bytes) -> float:
+        fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        return next(s.value for s in fams["reapi_event_loop_lag_seconds"].samples if s.name.endswith("_count"))
+
+    _, _, first = await gateway.raw("GET", "/metrics")
+    await asyncio.sleep(0.2)
+    _, _, later = await gateway.raw("GET", "/metrics")
+    assert count(later) >= count(first) + 2  # a 25 ms timer, observed all along
