@@ -9,10 +9,12 @@ text (4 MB: ~694k o200k tokens; 5.8 MB: ~1.0M). Every huge request is sent by it
 (core 1, nice 19), so the client's event loop never carries the uploads; the short streams run in this process, whose own loop lag is
 reported beside their gaps (the upstream sends a chunk every 20 ms).
 
-1. added: the same body `--runs` times through reapi and straight to nginx; reapi's median minus
-   nginx's is the gateway's time for the call (read, parse, count, hold, forward, settle).
-2. beside: `--prompts` huge calls at once while `--streams` short streams run through reapi: each
-   stream's largest gap between chunks, and how long the huge calls took.
+1. added: `--runs` different bodies through reapi and straight to nginx; reapi's median minus
+   nginx's is the gateway's time for a prompt it has not seen (read, parse, count, hold, forward,
+   settle). resent: one body again and again (an agent resending its history), whose count reapi kept.
+2. beside: `--prompts` different huge calls at once while `--streams` short streams run through reapi:
+   each stream's largest gap between chunks, how long the huge calls took, and how many of the
+   server's own 25 ms timer wake-ups came over 25 / 50 ms late (reapi_event_loop_lag_seconds).
 Not part of the test suite."""
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -39,8 +42,8 @@ WORDS = ("the quick brown fox jumps over lazy dog river mountain city light shad
          "garden window silver market engine paper yellow ocean forest bridge winter summer").split()
 
 
-def prompt_text(chars: int) -> str:
-    rnd = random.Random(7)
+def prompt_text(chars: int, seed: int = 7) -> str:
+    rnd = random.Random(seed)
     out, n = [], 0
     while n < chars:
         sentence = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(6, 16))).capitalize() + ". "
@@ -99,14 +102,40 @@ async def stream_gaps(base: str, key: str, n: int, stop: asyncio.Event) -> tuple
     return gaps, lag
 
 
-async def beside(base: str, key: str, body_file: Path, prompts: int, streams: int) -> dict:
+def loop_lags(base: str) -> dict[float, float]:
+    """The server's reapi_event_loop_lag_seconds buckets: upper bound -> cumulative count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    fam = next(f for f in text_string_to_metric_families(text) if f.name == "reapi_event_loop_lag_seconds")
+    return {float(s.labels["le"]): s.value for s in fam.samples if s.name.endswith("_bucket")}
+
+
+def lags_over(before: dict[float, float], after: dict[float, float], limit: float) -> int:
+    """How many of the server's timer wake-ups between the two scrapes came more than `limit` s late."""
+    total = after[float("inf")] - before[float("inf")]
+    return int(total - (after[limit] - before[limit]))
+
+
+def worst_lag(before: dict[float, float], after: dict[float, float]) -> str:
+    """The bucket the server's worst loop lag between the two scrapes fell in, as "(lo, hi] ms"."""
+    bounds = sorted(after)
+    seen = [after[b] - before[b] for b in bounds]  # cumulative, as Prometheus keeps them
+    i = seen.index(seen[-1])  # the first bucket that holds every wake-up holds the worst
+    return f"({bounds[i - 1] * 1000 if i else 0:g}, {bounds[i] * 1000:g}] ms"
+
+
+async def beside(base: str, key: str, body_files: list[Path], streams: int) -> dict:
     stop = asyncio.Event()
     gaps_task = asyncio.create_task(stream_gaps(base, key, streams, stop))
     await asyncio.sleep(1.0)  # streams running before the huge calls start
+    lags_before = loop_lags(base)
     t0 = time.perf_counter()
-    procs = [curl(base + "/v1/chat/completions", body_file, key) for _ in range(prompts)]
+    procs = [curl(base + "/v1/chat/completions", f, key) for f in body_files]
     results = [(await asyncio.to_thread(p.communicate))[0].split() for p in procs]
     huge_s = time.perf_counter() - t0
+    lags_after = loop_lags(base)
     await asyncio.sleep(1.5)  # the streams that overlapped the huge calls finish
     stop.set()
     gaps, lag = await gaps_task
@@ -115,7 +144,10 @@ async def beside(base: str, key: str, body_file: Path, prompts: int, streams: in
     return {"huge_calls_ms": [round(float(t) * 1000) for _, t in results], "all_huge_done_ms": round(huge_s * 1000),
             "streams": len(gaps), "max_gap_ms": round(max(gaps), 1),
             "p99_gap_ms": round(sorted(gaps)[int(len(gaps) * 0.99) - 1], 1),
-            "client_loop_lag_ms": round(lag, 1)}
+            "client_loop_lag_ms": round(lag, 1),
+            "server_loop_lags_over_25ms": lags_over(lags_before, lags_after, 0.025),
+            "server_loop_lags_over_50ms": lags_over(lags_before, lags_after, 0.05),
+            "server_worst_loop_lag": worst_lag(lags_before, lags_after)}
 
 
 def main() -> None:
@@ -144,20 +176,27 @@ def main() -> None:
         admin(base, "POST", "/admin/channels", {"name": "huge", "type": "openai", "base_url": f"{upstream}/fast/v1",
                                                 "api_key": "sk-upstream-bench", "models": ["bench-huge"]})
         time.sleep(1.5)
-        body_file = work / "huge.json"
-        body_file.write_text(json.dumps({"model": "bench-huge", "max_tokens": 256,
-                                         "messages": [{"role": "user", "content": prompt_text(args.chars)}]}))
-        size_mb = body_file.stat().st_size / 1e6
-        timed(base + "/v1/chat/completions", body_file, key)  # warm: vocabulary loaded, plans cached
-        direct = [timed(upstream + "/fast/v1/chat/completions", body_file, None) for _ in range(args.runs)]
-        through = [timed(base + "/v1/chat/completions", body_file, key) for _ in range(args.runs)]
+        # Every body is a different text (reapi keeps the counts of long texts it has seen): the first
+        # ones measure a prompt seen for the first time, the repeats of the first one a resent history.
+        bodies = []
+        for seed in range(1 + args.runs + args.prompts):
+            bodies.append(work / f"huge-{seed}.json")
+            bodies[-1].write_text(json.dumps({"model": "bench-huge", "max_tokens": 256, "messages": [
+                {"role": "user", "content": prompt_text(args.chars, seed)}]}))
+        warm, fresh, ten = bodies[0], bodies[1:1 + args.runs], bodies[1 + args.runs:]
+        size_mb = warm.stat().st_size / 1e6
+        timed(base + "/v1/chat/completions", warm, key)  # warm: vocabulary loaded, plans cached
+        direct = [timed(upstream + "/fast/v1/chat/completions", f, None) for f in fresh]
+        through = [timed(base + "/v1/chat/completions", f, key) for f in fresh]
+        resent = [timed(base + "/v1/chat/completions", warm, key) for _ in range(args.runs)]
         from reapi.billing.tokens import count_prompt  # the count the hold is made of
-        tokens = count_prompt(json.loads(body_file.read_text()))
+        tokens = count_prompt(json.loads(warm.read_text()))
         out = {"body_mb": round(size_mb, 2), "prompt_tokens_counted": tokens,
                "direct_ms": round(statistics.median(direct), 1), "through_ms": round(statistics.median(through), 1),
                "added_ms_median": round(statistics.median(through) - statistics.median(direct), 1),
-               "added_ms_max": round(max(through) - statistics.median(direct), 1)}
-        out["beside"] = asyncio.run(beside(base, key, body_file, args.prompts, args.streams))
+               "added_ms_max": round(max(through) - statistics.median(direct), 1),
+               "resent_added_ms_median": round(statistics.median(resent) - statistics.median(direct), 1)}
+        out["beside"] = asyncio.run(beside(base, key, ten, args.streams))
         print(json.dumps(out, indent=2))
     finally:
         procs.stop()

@@ -5,6 +5,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import os
 import random
 import socket
 import threading
@@ -434,3 +435,34 @@ async def test_async_loads_vocabulary_off_the_loop(monkeypatch):
     monkeypatch.setattr(vocab, "_build", build)
     assert await count_prompt_async({"messages": [{"role": "user", "content": "Hello world"}]}) == 9
     assert len(built_on) == 1 and built_on[0] != threading.get_ident()
+
+
+def test_a_long_text_is_counted_once_and_any_change_is_counted_afresh(monkeypatch):
+    monkeypatch.setattr(vocab, "_counted", {})
+    monkeypatch.setattr(vocab, "_CACHE_ENTRIES", 3)
+    enc = vocab.encoding()  # tiktoken on the verified vocabulary: the reference, no cache
+    rnd = random.Random(3)
+    base = " ".join(rnd.choice(["river", "stone", "blue", "7", "été", "ok?"]) for _ in range(20_000))
+    assert len(base) >= vocab._CACHE_MIN_CHARS
+    first = count_text(base)
+    assert first == len(enc.encode_ordinary(base))
+    assert list(vocab._counted.values()) == [first]
+    assert count_text(base) == first and len(vocab._counted) == 1  # the second time from the cache
+    changed = base[:-1] + "Z"
+    assert count_text(changed) == len(enc.encode_ordinary(changed)) and len(vocab._counted) == 2
+    for i in range(4):
+        count_text(f"{i} {base}")
+    assert len(vocab._counted) == 3  # bounded: the least recently counted went first
+    assert (len(base), hash(base)) not in vocab._counted
+    short = "a short prompt"
+    count_text(short)
+    assert (len(short), hash(short)) not in vocab._counted  # short texts are counted every time
+
+
+async def test_large_prompts_are_counted_on_one_thread_of_lower_cpu_priority():
+    body = {"model": "m", "messages": [{"role": "user", "content": "seven rivers " * 20_000}]}
+    assert await count_prompt_async(body) == count_prompt(body)
+    counters = [t for t in threading.enumerate() if t.name.startswith("reapi-tokens")]
+    assert len(counters) == 1
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # the loop's thread: unchanged
+    assert os.getpriority(os.PRIO_PROCESS, counters[0].native_id) >= max(tokens.COUNTER_NICE, loop_nice)
