@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import looplag  # noqa: E402
 import nginx  # noqa: E402
 import procstat  # noqa: E402
 import streams  # noqa: E402
@@ -114,7 +115,7 @@ def admin(base: str, method: str, path: str, body: dict | None = None) -> dict:
 
 def configure_reapi(base: str, upstream: str) -> str:
     """Everything on: priced models, a channel per variant, group rate limits, a funded account and a key."""
-    for variant in ("fast", "slow", "stream"):
+    for variant in ("fast", "slow", "stream", "paced"):
         admin(base, "PUT", f"/admin/models/bench-{variant}", {
             "input_usd_per_mtok": "1.25", "output_usd_per_mtok": "10", "context_window": 400000,
             "max_output_tokens": 1000})
@@ -285,16 +286,27 @@ def run_streams(args, targets: dict[str, Target]) -> dict:
         for n, api in [(n, api) for n in args.stream_counts for api in args.stream_apis]:
             for name in order:
                 t = targets[name]
-                variant = "stream" if api == "chat" else "rstream"
-                res = asyncio.run(streams.run(t.url(variant), t.key, t.model(variant), n, ramp_s=args.stream_ramp,
-                                              api=api))
+                variant = args.stream_variant if api == "chat" else "rstream"
+                lags = looplag.scrape(t.base) if name in "DE" else None
+                pace = nginx.PACED_INTERVAL_S if variant == "paced" else 0.0  # stalls: 200 ms beyond the pace
+                res = streams.run_split(t.url(variant), t.key, t.model(variant), n, args.stream_procs,
+                                        ramp_s=args.stream_ramp, api=api, stall_s=pace + 0.2)
+                res.pop("ttfts_ms")
+                res.pop("spans")
+                if lags is not None:  # the server's own loop: wake-ups late by over 250 ms (a stall it caused)
+                    after = looplag.scrape(t.base)
+                    res["server_lags_over_250ms"] = looplag.over(lags, after, 0.25)
+                    res["server_worst_lag"] = looplag.worst(lags, after)
                 if t.pids:
                     res["rss_mb"] = procstat.rss_mb(t.pids)
                 key = str(n) if api == "chat" else f"{n} responses"
                 out.setdefault(key, {}).setdefault(name, []).append(res)
                 print(f"round {rnd + 1} streams n={n:<5d} {api:9s} {name}: ttft p50 {res['ttft_p50_ms']:.2f} ms "
                       f"p99 {res['ttft_p99_ms']:.2f} ms stalls {res['stalls']} broken {res['broken']} "
-                      f"max gap {res['max_gap_ms']:.0f} ms client lag {res['client_lag_ms']:.0f} ms", flush=True)
+                      f"max gap {res['max_gap_ms']:.0f} ms client lag {res['client_lag_ms']:.0f} ms "
+                      f"peak concurrent {res['peak_concurrent']}"
+                      + (f" server lags over 250 ms {res['server_lags_over_250ms']} (worst {res['server_worst_lag']})"
+                         if "server_worst_lag" in res else ""), flush=True)
     summary = {}
     for n, per in out.items():
         summary[n] = {}
@@ -304,6 +316,11 @@ def run_streams(args, targets: dict[str, Target]) -> dict:
             summary[n][name]["stalls"] = sum(r["stalls"] for r in rows)
             summary[n][name]["broken"] = sum(r["broken"] for r in rows)
             summary[n][name]["streams"] = sum(r["streams"] for r in rows)
+            summary[n][name]["peak_concurrent"] = min(r["peak_concurrent"] for r in rows)
+            if "server_worst_lag" in rows[0]:
+                summary[n][name]["server_lags_over_250ms"] = sum(r["server_lags_over_250ms"] for r in rows)
+                summary[n][name]["server_worst_lag"] = max((r["server_worst_lag"] for r in rows),
+                                                           key=lambda w: float(w.split(", ")[1].split("]")[0]))
     return summary
 
 
@@ -371,6 +388,9 @@ def parse_args(argv: list[str] | None = None):
     ap.add_argument("--streams", default="1,64,1000", help="concurrent stream counts ('' to skip)")
     ap.add_argument("--stream-apis", default="chat", help="chat, responses or chat,responses")
     ap.add_argument("--stream-ramp", type=float, default=1.0, help="seconds over which streams are opened")
+    ap.add_argument("--stream-procs", type=int, default=1, help="client processes the streams are spread over")
+    ap.add_argument("--stream-variant", default="stream", choices=("stream", "paced"),
+                    help="chat streams' pace: a chunk every 20 ms (stream) or 250 ms (paced, 16 s long)")
     ap.add_argument("--soak", type=int, default=0, help="requests for the soak run on D (0 skips; issue: 200000)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))

@@ -28,12 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import looplag  # noqa: E402
 import nginx  # noqa: E402
 from bench import ADMIN_KEY, LOAD_CPU, PY, SERVER_CPU, Procs, admin, configure_reapi, wait_http  # noqa: E402
 
@@ -102,40 +102,16 @@ async def stream_gaps(base: str, key: str, n: int, stop: asyncio.Event) -> tuple
     return gaps, lag
 
 
-def loop_lags(base: str) -> dict[float, float]:
-    """The server's reapi_event_loop_lag_seconds buckets: upper bound -> cumulative count."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    fam = next(f for f in text_string_to_metric_families(text) if f.name == "reapi_event_loop_lag_seconds")
-    return {float(s.labels["le"]): s.value for s in fam.samples if s.name.endswith("_bucket")}
-
-
-def lags_over(before: dict[float, float], after: dict[float, float], limit: float) -> int:
-    """How many of the server's timer wake-ups between the two scrapes came more than `limit` s late."""
-    total = after[float("inf")] - before[float("inf")]
-    return int(total - (after[limit] - before[limit]))
-
-
-def worst_lag(before: dict[float, float], after: dict[float, float]) -> str:
-    """The bucket the server's worst loop lag between the two scrapes fell in, as "(lo, hi] ms"."""
-    bounds = sorted(after)
-    seen = [after[b] - before[b] for b in bounds]  # cumulative, as Prometheus keeps them
-    i = seen.index(seen[-1])  # the first bucket that holds every wake-up holds the worst
-    return f"({bounds[i - 1] * 1000 if i else 0:g}, {bounds[i] * 1000:g}] ms"
-
-
 async def beside(base: str, key: str, body_files: list[Path], streams: int) -> dict:
     stop = asyncio.Event()
     gaps_task = asyncio.create_task(stream_gaps(base, key, streams, stop))
     await asyncio.sleep(1.0)  # streams running before the huge calls start
-    lags_before = loop_lags(base)
+    lags_before = looplag.scrape(base)
     t0 = time.perf_counter()
     procs = [curl(base + "/v1/chat/completions", f, key) for f in body_files]
     results = [(await asyncio.to_thread(p.communicate))[0].split() for p in procs]
     huge_s = time.perf_counter() - t0
-    lags_after = loop_lags(base)
+    lags_after = looplag.scrape(base)
     await asyncio.sleep(1.5)  # the streams that overlapped the huge calls finish
     stop.set()
     gaps, lag = await gaps_task
@@ -145,9 +121,9 @@ async def beside(base: str, key: str, body_files: list[Path], streams: int) -> d
             "streams": len(gaps), "max_gap_ms": round(max(gaps), 1),
             "p99_gap_ms": round(sorted(gaps)[int(len(gaps) * 0.99) - 1], 1),
             "client_loop_lag_ms": round(lag, 1),
-            "server_loop_lags_over_25ms": lags_over(lags_before, lags_after, 0.025),
-            "server_loop_lags_over_50ms": lags_over(lags_before, lags_after, 0.05),
-            "server_worst_loop_lag": worst_lag(lags_before, lags_after)}
+            "server_loop_lags_over_25ms": looplag.over(lags_before, lags_after, 0.025),
+            "server_loop_lags_over_50ms": looplag.over(lags_before, lags_after, 0.05),
+            "server_worst_loop_lag": looplag.worst(lags_before, lags_after)}
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """nginx configurations for the benchmark: the canned upstream and the proxy_pass floor (config B).
 
-The upstream answers under three prefixes, so each variant is just another
+The upstream answers under four prefixes, so each variant is just another
 channel base URL:
   /fast/v1/chat/completions    a ~1 KB completion with usage, at once
   /slow/v1/chat/completions    the same after 20 ms
   /stream/v1/chat/completions  64 SSE chunks 20 ms apart, then usage and [DONE]
+  /paced/v1/chat/completions   the same stream at 250 ms a chunk (16 s long: thousands open at once)
 and the same three for the Responses API (/fast/v1/responses, ...): a response object
 with the same text and usage, and a stream of the real event sequence with 64
 response.output_text.delta events 20 ms apart, ending with response.completed (no [DONE]).
@@ -16,6 +17,8 @@ from pathlib import Path
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 STREAM_CHUNKS = 64
+STREAM_INTERVAL_S = 0.02
+PACED_INTERVAL_S = 0.25
 PROMPT_TOKENS = 24
 COMPLETION_TOKENS = 180
 
@@ -114,10 +117,11 @@ def upstream_conf(workdir: Path, port: int) -> str:
     events = stream_events()
     lines.append(f"echo {_quote(events[0])}; echo; echo_flush;")
     for ev in events[1:STREAM_CHUNKS + 1]:
-        lines.append(f"echo_sleep 0.02; echo {_quote(ev)}; echo; echo_flush;")
+        lines.append(f"echo_sleep {STREAM_INTERVAL_S}; echo {_quote(ev)}; echo; echo_flush;")
     for ev in events[STREAM_CHUNKS + 1:]:
         lines.append(f"echo {_quote(ev)}; echo;")
     stream = "\n            ".join(lines)
+    paced = stream.replace(f"echo_sleep {STREAM_INTERVAL_S};", f"echo_sleep {PACED_INTERVAL_S};")
     rbody = _quote(response())
     rlines = []
     revents = response_events()
@@ -152,6 +156,11 @@ http {{
             default_type text/event-stream;
             echo_read_request_body;
             {stream}
+        }}
+        location = /paced/v1/chat/completions {{
+            default_type text/event-stream;
+            echo_read_request_body;
+            {paced}
         }}
         location = /fast/v1/responses {{
             default_type application/json;

@@ -42,18 +42,24 @@ def render(r: dict, names: dict[str, str]) -> str:
                        f"{_f(row['cpu_s_per_1k'], '{:.3f}')} | {_f(row.get('store_cpu_s_per_1k'), '{:.3f}')} | "
                        f"{_f(row['rss_mb'], '{:.0f}')} | {row['errors']} |")
     if r.get("streams"):
-        out += ["", "## Streams (64 chunks 20 ms apart, then usage and [DONE]; \"N responses\": the same through "
-                "/v1/responses, ending with response.completed)", "",
+        paced = r["args"].get("stream_variant") == "paced"
+        pace = "250 ms apart (the paced upstream)" if paced else "20 ms apart"
+        out += ["", f"## Streams (64 chunks {pace}, then usage and [DONE]; \"N responses\": the same through "
+                "/v1/responses, ending with response.completed; client processes: "
+                f"{r['args'].get('stream_procs', 1)})", "",
                 "| streams | config | TTFT p50 ms | TTFT p99 ms | added TTFT p50 ms | max gap ms | stalls > 200 ms "
-                "| broken | RSS MB | client loop lag ms |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "over the pace | broken | peak open | RSS MB | client loop lag ms | server loop lags > 250 ms "
+                "(worst) |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for n, per in r["streams"].items():
             base = per.get("A", {})
             for name, row in per.items():
                 add = row["ttft_p50_ms"] - base["ttft_p50_ms"] if name != "A" and base else None
                 out.append(f"| {n} | {name} | {_f(row['ttft_p50_ms'], '{:.2f}')} | {_f(row['ttft_p99_ms'], '{:.2f}')} "
                            f"| {_f(add, '{:+.2f}')} | {_f(row['max_gap_ms'])} | {row['stalls']} | "
-                           f"{row['broken']} of {row['streams']} | {_f(row['rss_mb'])} | "
-                           f"{_f(row.get('client_lag_ms'))} |")
+                           f"{row['broken']} of {row['streams']} | {row.get('peak_concurrent', '-')} | "
+                           f"{_f(row['rss_mb'])} | {_f(row.get('client_lag_ms'))} | "
+                           + (f"{row['server_lags_over_250ms']} ({row['server_worst_lag']})"
+                              if "server_worst_lag" in row else "-") + " |")
     if r.get("soak"):
         s = r["soak"]
         out += ["", "## Soak (D, concurrency 64)", "",

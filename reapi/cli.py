@@ -67,7 +67,9 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Processes sharing the port.")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--backlog", default=4096, show_default=True, type=click.IntRange(1, 65535),
+              help="Connections the kernel queues before they are accepted (capped by net.core.somaxconn).")
+def serve(host: str, port: int, workers: int, backlog: int) -> None:
     """Run the gateway (migrates the store first)."""
     import uvicorn
 
@@ -75,8 +77,9 @@ def serve(host: str, port: int, workers: int) -> None:
     # `reapi migrate` in a child process: alembic (~12 MB) never enters the serving process.
     if subprocess.run([sys.executable, "-m", "reapi", "migrate"], stdout=subprocess.DEVNULL).returncode:
         raise click.ClickException("the store could not be migrated (the error is above)")
-    uvicorn.run("reapi.app:create_app", factory=True, host=host, port=port, workers=workers, loop="uvloop",
-                http="reapi.app:LimitedHttpProtocol", access_log=False, log_level=settings.log_level, lifespan="on")
+    uvicorn.run("reapi.app:create_app", factory=True, host=host, port=port, workers=workers, backlog=backlog,
+                loop="uvloop", http="reapi.app:LimitedHttpProtocol", access_log=False, log_level=settings.log_level,
+                lifespan="on")
 
 
 @main.command()
