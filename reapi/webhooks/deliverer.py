@@ -33,6 +33,7 @@ from reapi.billing.ledger import now_ms
 from reapi.webhooks.schedule import GIVE_UP_AFTER_S, RETRY_DELAYS_S, next_attempt_ms
 from reapi.webhooks.secret import signing_secrets
 from reapi.webhooks.signing import signature_header
+from reapi.store.probe import Probe
 from reapi.webhooks.target import PrivateAddress, PublicResolver, TargetRefused, check_target
 
 log = logging.getLogger("reapi.webhooks")
@@ -47,6 +48,8 @@ ERROR_CLASSES = ("http_status", "timeout", "connect_error", "protocol_error", "t
 _DUE = text("SELECT id, account_id, task_id, url, payload, attempts, created_at FROM webhook_deliveries "
             "WHERE status = 'pending' AND next_at <= :now AND (lease_until IS NULL OR lease_until < :now) "
             "ORDER BY next_at LIMIT :n")
+_ANY_DUE = ("SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_at <= ? "
+            "AND (lease_until IS NULL OR lease_until < ?) LIMIT 1")
 _CLAIM = text("UPDATE webhook_deliveries SET lease_until = :until WHERE id = :id AND status = 'pending' "
               "AND attempts = :attempts AND (lease_until IS NULL OR lease_until < :now)")
 _ATTEMPT = text("INSERT INTO webhook_attempts (delivery_id, n, at, status_code, duration_ms, error) "
@@ -73,6 +76,7 @@ class Deliverer:
         self.session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._due: Probe | None = None  # SQLite: nothing due, no transaction (reapi.store.probe)
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, settings: Any, **kw: Any) -> "Deliverer":
@@ -98,6 +102,8 @@ class Deliverer:
     async def stop(self) -> None:
         task, self._task = self._task, None
         await stop_tasks(task)
+        if self._due is not None:
+            self._due.close()
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -122,6 +128,10 @@ class Deliverer:
     async def run_once(self) -> int:
         """One pass: claim the due deliveries and make one attempt at each; how many attempts."""
         now = now_ms()
+        if self._due is None:
+            self._due = Probe(self.engine, _ANY_DUE)
+        if self._due.idle((now, now)):
+            return 0
         async with self.engine.begin() as conn:
             due = (await conn.execute(_DUE, {"now": now, "n": self.batch})).mappings().all()
             claimed = []
