@@ -113,6 +113,30 @@ def targets(r: dict) -> list[str]:
               d["stalls"] == 0 and d["broken"] == 0 and (d["rss_mb"] or 0) < 200,
               f"{d['stalls']} stalls, {d['broken']} broken, RSS {_f(d['rss_mb'])} MB (the client's own loop lagged up "
               f"to {_f(d.get('client_lag_ms'))} ms; straight to the upstream, A, it saw {a.get('stalls', '-')} stalls)")
+    # issue #15 (round two)
+    if "C" in c64 and "D" in c64:
+        ratio = c64["D"]["rps"] / c64["C"]["rps"]
+        check("#15: D >= 70% of C at concurrency 64", ratio >= 0.7, f"{ratio:.0%}")
+    if "C" in c64 and "E" in c64:
+        ratio = c64["E"]["rps"] / c64["C"]["rps"]
+        check("#15: E >= 60% of C at concurrency 64", ratio >= 0.6, f"{ratio:.0%}")
+    if "A" in c1 and "E" in c1:
+        a50 = c1["E"]["p50_ms"] - c1["A"]["p50_ms"]
+        check("#15: E added p50 at concurrency 1 <= +2 ms", a50 <= 2, f"{a50:+.2f} ms")
+    if "A" in c1 and "D" in c1:
+        a99 = c1["D"]["p99_ms"] - c1["A"]["p99_ms"]
+        check("#15: D added p99 at concurrency 1 <= +2 ms", a99 <= 2, f"{a99:+.2f} ms")
+    if "1" in s and "D" in s["1"] and "A" in s["1"]:
+        add = s["1"]["D"]["ttft_p50_ms"] - s["1"]["A"]["ttft_p50_ms"]
+        check("#15: D streaming TTFT <= +0.9 ms p50 over A", add <= 0.9, f"{add:+.2f} ms")
+    if "5000" in s and "D" in s["5000"]:
+        d = s["5000"]["D"]
+        check("#15: 5,000 streams open at once, intact, no server loop lag over 250 ms, RSS < 400 MB",
+              d["broken"] == 0 and d.get("peak_concurrent") == 5000 and d.get("server_lags_over_250ms") == 0
+              and (d["rss_mb"] or 0) < 400,
+              f"{d['broken']} broken, {d.get('peak_concurrent')} open at once, server loop lags over 250 ms "
+              f"{d.get('server_lags_over_250ms')} (worst {d.get('server_worst_lag')}), RSS {_f(d['rss_mb'])} MB; "
+              f"largest gap {_f(d['max_gap_ms'])} ms with the client's own loop lagging {_f(d.get('client_lag_ms'))} ms")
     # issue #16: /v1/responses within 10 % of /v1/chat/completions on the same upstream, same run
     for case, rcase in [(c, "r" + c) for c in w if not c.startswith("r") and "r" + c in w]:
         for name in [n for n in ("D", "E") if n in w[case] and n in w[rcase]]:
