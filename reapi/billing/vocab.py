@@ -312,17 +312,19 @@ def _count_sliced(text: str, count: Callable[[str], int], chunk: int = _CHUNK_CH
         total += count(text[start:end])
         # Hand the CPU over between slices: the GIL is free here, and on a busy core the event loop,
         # woken meanwhile, would otherwise wait for the next time slice to take it (bench/huge.py: a
-        # loop stall of 50-100 ms beside ten 1M-token counts, none over 50 ms with the yield).
+        # loop stall of 50-100 ms beside ten 1M-token counts in every run; with the yield and the
+        # thread's nice, over 50 ms once in 11 runs).
         os.sched_yield()
         start = end
     return total + count(text[start:])
 
 
 # Counts of long texts, by (length, hash): agents send the same long history with every turn, and
-# a 1M-token message takes ~70 ms of one core to count but ~4 ms to hash. Only integers are kept (no
-# text), at most _CACHE_ENTRIES of them, the least recently used dropped first. str's hash is keyed per process
-# (PYTHONHASHSEED), so a client cannot aim two texts at one entry; were two ever to meet, one hold
-# would be sized on the other's count, and settlement would still bill the upstream's usage.
+# a 1M-token message takes ~70 ms of one core to count but 2-3 ms to hash. Only integers are kept
+# (no text), at most _CACHE_ENTRIES of them, the least recently used dropped first. str's hash is
+# keyed per process (PYTHONHASHSEED), so a client cannot aim two texts at one entry; were two ever
+# to meet, one hold would be sized on the other's count, and settlement still bills the upstream's
+# usage.
 _CACHE_MIN_CHARS = 64 * 1024
 _CACHE_ENTRIES = 512
 _counted: dict[tuple[int, int], int] = {}

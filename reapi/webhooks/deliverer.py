@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reapi.aio import stop_tasks, wait_event
 from reapi.billing.ledger import now_ms
+from reapi.store.probe import Probe
 from reapi.webhooks.schedule import GIVE_UP_AFTER_S, RETRY_DELAYS_S, next_attempt_ms
 from reapi.webhooks.secret import signing_secrets
 from reapi.webhooks.signing import signature_header
-from reapi.store.probe import Probe
 from reapi.webhooks.target import PrivateAddress, PublicResolver, TargetRefused, check_target
 
 log = logging.getLogger("reapi.webhooks")
