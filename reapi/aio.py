@@ -7,12 +7,15 @@ owner's `await task` never returns. `asyncio.timeout` has no such race, so every
 reapi goes through it. Libraries still hit it: redis-py 8 wraps each socket write in `wait_for`
 when a socket timeout is set, so a loop cancelled mid-command may carry on; `stop_tasks` cancels
 again until it ends. `watch_lag` measures how late the loop runs a timer (what every
-request waiting on it feels). Imports nothing from reapi.
+request waiting on it feels); `nice_thread` lowers a worker thread's CPU priority, so the loop's
+thread takes a shared core first. Imports nothing from reapi.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from typing import Callable
 
 log = logging.getLogger("reapi")
@@ -57,3 +60,12 @@ async def watch_lag(record: Callable[[float], None], interval: float = 0.025) ->
         asked = loop.time() + interval
         await asyncio.sleep(interval)
         record(max(0.0, loop.time() - asked))
+
+
+def nice_thread(nice: int) -> None:
+    """Give the calling thread (only it: Linux per-thread nice) the CPU priority `nice`; a
+    ThreadPoolExecutor initializer. Not Linux, or not allowed: left as it is."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):
+        pass

@@ -4,17 +4,16 @@ The gateway counts a request's prompt before forwarding it, to size the prepaid
 hold, and counts the produced text when a stream ends without a usage report.
 The rules per message, part and tool are the constants below; the vocabulary
 and the exact text counter live in vocab.py (docs/tokenizer.md says why they are
-built as they are). Imports only reapi.billing.vocab.
+built as they are). Imports only reapi.billing.vocab and reapi.aio (the counting thread's priority).
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from reapi.aio import nice_thread
 from reapi.billing import vocab
 from reapi.billing.vocab import (O200K_SHA256, TokenizerDataError, count_text, counter_backend, encoding,
                                  load_o200k, warm)
@@ -306,13 +305,6 @@ _counter: ThreadPoolExecutor | None = None
 COUNTER_NICE = 10
 
 
-def _lower_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COUNTER_NICE)
-    except (AttributeError, OSError):  # not Linux, or not allowed: counted at the same priority
-        pass
-
-
 async def _count_async(tally_of, body: Any, family: str) -> int:
     """`tally_of(body)` counted for the event loop: the vocabulary loaded (and a large tally counted)
     on the counting thread, then the family's margin."""
@@ -322,7 +314,8 @@ async def _count_async(tally_of, body: Any, family: str) -> int:
     tally = tally_of(body)
     if tally.chars() > ASYNC_THRESHOLD_CHARS:
         if _counter is None:
-            _counter = ThreadPoolExecutor(1, thread_name_prefix="reapi-tokens", initializer=_lower_priority)
+            _counter = ThreadPoolExecutor(1, thread_name_prefix="reapi-tokens", initializer=nice_thread,
+                                          initargs=(COUNTER_NICE,))
         return _apply_family(await asyncio.get_running_loop().run_in_executor(_counter, tally.count), family)
     return _apply_family(tally.count(), family)
 

@@ -27,14 +27,13 @@ import asyncio
 import logging
 import os
 import sqlite3
-import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reapi.aio import stop_tasks
+from reapi.aio import nice_thread, stop_tasks
 from reapi.billing.ledger import (HoldRequest, Op, Release, Settlement, abandoned_releases, abandoned_sql,
                                   run_asyncpg, run_sync)
 from reapi.store.db import sqlite_path
@@ -69,7 +68,8 @@ class SQLiteBatches:
         self.instance_id = instance_id
         self.inline = self._connect(busy_ms=0, autocheckpoint=0)
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="reapi-billing")
-        self.checkpointer = ThreadPoolExecutor(1, thread_name_prefix="reapi-checkpoint", initializer=_lowest_priority)
+        self.checkpointer = ThreadPoolExecutor(1, thread_name_prefix="reapi-checkpoint", initializer=nice_thread,
+                                               initargs=(19,))
         self._waiting: sqlite3.Connection | None = None  # the locked-file thread's connection
         self._folding: sqlite3.Connection | None = None  # the checkpoint thread's connection
         self.commits = 0
@@ -141,13 +141,6 @@ class SQLiteBatches:
         for conn in (self.inline, self._waiting, self._folding):
             if conn is not None:
                 conn.close()
-
-
-def _lowest_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux)
-    except (OSError, AttributeError):
-        pass
 
 
 class PostgresBatches:

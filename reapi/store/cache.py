@@ -21,7 +21,7 @@ from reapi import metrics
 from reapi.aio import stop_tasks
 from reapi.catalog import TASK_CHANNEL_TYPES, ApiKey, Channel, Group, LongContext, ModelInfo, Price, Sku, TaskModel
 from reapi.store import schema
-from reapi.store.db import sqlite_path
+from reapi.store.db import connect_readonly, sqlite_path
 
 log = logging.getLogger("reapi.store")
 
@@ -205,7 +205,7 @@ class CatalogCache:
     async def _current_version(self) -> int:
         if self._sqlite_file is not None:
             if self._sqlite is None:
-                self._sqlite = sqlite3.connect(f"file:{self._sqlite_file}?mode=ro", uri=True)
+                self._sqlite = connect_readonly(self._sqlite_file)
             # fetchall: run the statement to its end, or its read snapshot would stay open
             # and pin the WAL (no checkpoint could finish, the file would grow forever)
             return self._sqlite.execute("SELECT value FROM meta WHERE key = 'config_version'").fetchall()[0][0]

@@ -42,6 +42,14 @@ def sqlite_path(url: str | URL) -> str:
     return str(url.database if isinstance(url, URL) else async_url(url).split(":///", 1)[-1])
 
 
+def connect_readonly(path: str, check_same_thread: bool = True):
+    """A read-only connection to the SQLite file at `path` (a WAL reader: it never waits for a
+    writer). Run each statement to its end (fetchall): an open read snapshot pins the WAL."""
+    import sqlite3
+
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=check_same_thread)
+
+
 def private_sqlite_file(path: str) -> None:
     """Make the SQLite file (it holds upstream keys) readable by its owner only: create it
     0600 before any connection can create it with the umask's mode, and tighten an existing

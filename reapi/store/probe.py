@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reapi.store.db import sqlite_path
+from reapi.store.db import connect_readonly, sqlite_path
 
 
 class Probe:
@@ -34,7 +34,7 @@ class Probe:
             return False
         try:
             if self._conn is None:
-                self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self._conn = connect_readonly(self.path)
             return not self._conn.execute(self.sql, params).fetchall()  # to its end: no snapshot left open
         except sqlite3.Error:
             return False

@@ -48,9 +48,9 @@ class SQLitePolls:
     WAL reader never waits for a writer); through aiosqlite's thread each poll cost a thread hop."""
 
     def __init__(self, path: str) -> None:
-        import sqlite3
+        from reapi.store.db import connect_readonly
 
-        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self.conn = connect_readonly(path, check_same_thread=False)
 
     def one(self, task_id: str, account_id: int, origin: str = "") -> dict | None:
         rows = self.conn.execute(_ONE_SQL, (task_id, account_id)).fetchall()  # to its end: no open snapshot
